@@ -127,7 +127,10 @@ mod tests {
     fn handle_record_layout() {
         let b = AttachRecord::handle(0x0102_0304).encode();
         assert_eq!(&b[..], &[0, 0, 0, 1, 1, 2, 3, 4, 0, 0, 0, 0]);
-        assert_eq!(AttachRecord::decode(&b), Ok(AttachRecord::handle(0x0102_0304)));
+        assert_eq!(
+            AttachRecord::decode(&b),
+            Ok(AttachRecord::handle(0x0102_0304))
+        );
     }
 
     #[test]
@@ -148,11 +151,16 @@ mod tests {
             AttachRecord::decode(&Bytes::from_static(&[0; 5])),
             Err(AttachError::TooShort(5))
         );
-        let mut b = AttachRecord::with_pdu(3, 1, Bytes::from_static(b"abc")).encode().to_vec();
+        let mut b = AttachRecord::with_pdu(3, 1, Bytes::from_static(b"abc"))
+            .encode()
+            .to_vec();
         b.truncate(17);
         assert_eq!(
             AttachRecord::decode(&Bytes::from(b)),
-            Err(AttachError::BadPduLength { announced: 3, present: 1 })
+            Err(AttachError::BadPduLength {
+                announced: 3,
+                present: 1
+            })
         );
     }
 }

@@ -6,8 +6,7 @@
 //! enums, so they cannot drift from `pb/IM.BaseDefine.proto` and `pb/IM.Admin.proto`.
 
 use crate::pb::im::{
-    admin, base_define as base, buddy, file, group, login, message, other, server,
-    switch_service,
+    admin, base_define as base, buddy, file, group, login, message, other, server, switch_service,
 };
 use crate::required::RequiredFields;
 
@@ -341,11 +340,23 @@ mod tests {
         // Spot checks of section 4's Body column, including the irregular names.
         let find = |cid: u16| proto_names().into_iter().find(|n| n.0 == cid).map(|n| n.2);
         assert_eq!(find(cid::CID_MSG_DATA), Some("IM.Message.IMMsgData"));
-        assert_eq!(find(cid::CID_OTHER_GET_SHIELD_REQ), Some("IM.Server.IMGroupGetShieldReq"));
-        assert_eq!(find(cid::CID_OTHER_FILE_TRANSFER_REQ), Some("IM.Server.IMFileTransferReq"));
+        assert_eq!(
+            find(cid::CID_OTHER_GET_SHIELD_REQ),
+            Some("IM.Server.IMGroupGetShieldReq")
+        );
+        assert_eq!(
+            find(cid::CID_OTHER_FILE_TRANSFER_REQ),
+            Some("IM.Server.IMFileTransferReq")
+        );
         assert_eq!(cid::CID_OTHER_FILE_TRANSFER_REQ, 0x0731);
-        assert_eq!(find(cid::CID_OTHER_LOGIN_STATUS_NOTIFY), Some("IM.Server.IMServerPCLoginStatusNotify"));
-        assert_eq!(find(cid::CID_BUDDY_LIST_PC_LOGIN_STATUS_NOTIFY), Some("IM.Buddy.IMPCLoginStatusNotify"));
+        assert_eq!(
+            find(cid::CID_OTHER_LOGIN_STATUS_NOTIFY),
+            Some("IM.Server.IMServerPCLoginStatusNotify")
+        );
+        assert_eq!(
+            find(cid::CID_BUDDY_LIST_PC_LOGIN_STATUS_NOTIFY),
+            Some("IM.Buddy.IMPCLoginStatusNotify")
+        );
         assert_eq!(command_name(0x070c), None);
     }
 

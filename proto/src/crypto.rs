@@ -91,7 +91,7 @@ impl MessageCipher {
         let n = plain.len();
         // One more block when the 4-byte length trailer would not fit after the text.
         let mut blocks = n.div_ceil(BLOCK);
-        if n % BLOCK == 0 || n % BLOCK > 12 {
+        if n.is_multiple_of(BLOCK) || n % BLOCK > 12 {
             blocks += 1;
         }
         let mut buf = vec![0u8; blocks * BLOCK];
@@ -118,7 +118,7 @@ impl MessageCipher {
         let mut buf = base64_engine()
             .decode(&cleaned)
             .map_err(|_| CipherError::Base64)?;
-        if buf.is_empty() || buf.len() % BLOCK != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(BLOCK) {
             return Err(CipherError::BlockLength(buf.len()));
         }
         for chunk in buf.chunks_exact_mut(BLOCK) {
@@ -148,7 +148,10 @@ mod tests {
 
     #[test]
     fn password_digest_is_lower_hex_md5() {
-        assert_eq!(password_digest("123456"), "e10adc3949ba59abbe56e057f20f883e");
+        assert_eq!(
+            password_digest("123456"),
+            "e10adc3949ba59abbe56e057f20f883e"
+        );
     }
 
     #[test]
@@ -166,8 +169,8 @@ mod tests {
         assert_eq!(
             &block[..],
             &[
-                0x8e, 0xa2, 0xb7, 0xca, 0x51, 0x67, 0x45, 0xbf, 0xea, 0xfc, 0x49, 0x90, 0x4b,
-                0x49, 0x60, 0x89
+                0x8e, 0xa2, 0xb7, 0xca, 0x51, 0x67, 0x45, 0xbf, 0xea, 0xfc, 0x49, 0x90, 0x4b, 0x49,
+                0x60, 0x89
             ]
         );
     }
@@ -177,7 +180,10 @@ mod tests {
         let c = MessageCipher::default_key();
         let len = |n: usize| {
             let enc = c.encrypt(&vec![b'a'; n]);
-            base64_engine().decode(enc.as_bytes()).map(|v| v.len()).unwrap_or(0)
+            base64_engine()
+                .decode(enc.as_bytes())
+                .map(|v| v.len())
+                .unwrap_or(0)
         };
         assert_eq!(len(0), 16);
         assert_eq!(len(1), 16);
@@ -204,7 +210,10 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let c = MessageCipher::default_key();
-        assert_eq!(MessageCipher::new(b"short").err(), Some(CipherError::KeyLength(5)));
+        assert_eq!(
+            MessageCipher::new(b"short").err(),
+            Some(CipherError::KeyLength(5))
+        );
         assert_eq!(c.decrypt(b"!!!!"), Err(CipherError::Base64));
         assert_eq!(c.decrypt(b"AAAA"), Err(CipherError::BlockLength(3)));
         assert_eq!(c.decrypt(b""), Err(CipherError::BlockLength(0)));

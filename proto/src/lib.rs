@@ -10,6 +10,8 @@
 //! * [`required`]: the proto2 `required` check that prost leaves out.
 //! * [`attach`]: the original servers' `attach_data` records.
 //! * [`crypto`]: the password digest and the message-body cipher that stock clients use.
+//! * [`io`] (feature `client`): the outbound queue, coalescing writer and frame reader that the
+//!   client and every server use.
 //! * [`client`] (feature `client`): an async client for tests, `imctl sim`/`bench` and `top`.
 
 pub mod attach;
@@ -22,6 +24,8 @@ pub mod required;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod io;
 
 pub use codec::{CodecError, LinkKind, PduCodec};
 pub use command::{Command, Request, cid, sid};

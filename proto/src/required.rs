@@ -99,7 +99,8 @@ pub fn check_schema(schema: &'static Schema, buf: &[u8]) -> Result<(), RequiredE
         let mut acceptable = true;
         match wire_type {
             0 => {
-                let value = read_varint(buf, &mut pos).ok_or_else(|| malformed("truncated varint"))?;
+                let value =
+                    read_varint(buf, &mut pos).ok_or_else(|| malformed("truncated varint"))?;
                 if let Some(e) = schema.enums.iter().find(|e| e.tag == field) {
                     // Enums are int32 on the wire, sign-extended to 64 bits.
                     acceptable = e.values.binary_search(&(value as i64 as i32)).is_ok();
@@ -108,7 +109,8 @@ pub fn check_schema(schema: &'static Schema, buf: &[u8]) -> Result<(), RequiredE
             1 => skip(buf, &mut pos, 8).ok_or_else(|| malformed("truncated fixed64"))?,
             5 => skip(buf, &mut pos, 4).ok_or_else(|| malformed("truncated fixed32"))?,
             2 => {
-                let len = read_varint(buf, &mut pos).ok_or_else(|| malformed("truncated length"))?;
+                let len =
+                    read_varint(buf, &mut pos).ok_or_else(|| malformed("truncated length"))?;
                 let len = usize::try_from(len).map_err(|_| malformed("length too large"))?;
                 let end = pos.checked_add(len).filter(|&e| e <= buf.len());
                 let end = end.ok_or_else(|| malformed("length beyond the buffer"))?;
@@ -120,10 +122,10 @@ pub fn check_schema(schema: &'static Schema, buf: &[u8]) -> Result<(), RequiredE
             3 => skip_group(buf, &mut pos, field, 0).ok_or_else(|| malformed("bad group"))?,
             _ => return Err(malformed("invalid wire type")),
         }
-        if acceptable {
-            if let Some(i) = schema.required.iter().position(|&t| t == field) {
-                seen |= 1u64 << (i & 63);
-            }
+        if let Some(i) = schema.required.iter().position(|&t| t == field)
+            && acceptable
+        {
+            seen |= 1u64 << (i & 63);
         }
     }
     for (i, &field) in schema.required.iter().enumerate() {
@@ -257,7 +259,13 @@ mod tests {
 
     #[test]
     fn malformed_bytes_are_reported_not_panicked() {
-        for bad in [&[0x08][..], &[0x12, 0x05, 0x01], &[0x0f], &[0x00, 0x01], &[0xff; 11]] {
+        for bad in [
+            &[0x08][..],
+            &[0x12, 0x05, 0x01],
+            &[0x0f],
+            &[0x00, 0x01],
+            &[0xff; 11],
+        ] {
             assert!(matches!(
                 check::<message::ImMsgData>(bad),
                 Err(RequiredError::Malformed { .. })

@@ -1,5 +1,6 @@
 //! Drift test: the checked-in generated code must be exactly what the .proto files produce.
 //! `IM_BLESS=1 cargo test -p im-proto --test codegen` rewrites it.
+#![allow(clippy::expect_used)]
 
 use std::path::Path;
 
@@ -22,7 +23,11 @@ fn generated_code_matches_the_proto_files() {
     }
     let mut extra = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("read generated dir") {
-        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         if !files.iter().any(|f| f.name == name) {
             extra.push(name);
         }

@@ -247,12 +247,7 @@ fn required_table(fds: &FileDescriptorSet) -> String {
         let nested: Vec<String> = m
             .nested
             .iter()
-            .map(|(tag, ty)| {
-                format!(
-                    "NestedField {{ tag: {tag}, schema: &{} }}",
-                    static_name(ty)
-                )
-            })
+            .map(|(tag, ty)| format!("NestedField {{ tag: {tag}, schema: &{} }}", static_name(ty)))
             .collect();
         let en: Vec<String> = m
             .required_enums
@@ -320,7 +315,10 @@ mod tests {
         assert_eq!(snake_case("IM"), "im");
         assert_eq!(snake_case("SwitchService"), "switch_service");
         assert_eq!(upper_camel("IMMsgData"), "ImMsgData");
-        assert_eq!(upper_camel("IMPCLoginStatusNotify"), "ImpcLoginStatusNotify");
+        assert_eq!(
+            upper_camel("IMPCLoginStatusNotify"),
+            "ImpcLoginStatusNotify"
+        );
         assert_eq!(upper_camel("IMFileServerIPReq"), "ImFileServerIpReq");
         assert_eq!(rust_path(".IM.Message.IMMsgData"), "im::message::ImMsgData");
     }

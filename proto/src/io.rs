@@ -1,0 +1,447 @@
+//! Connection I/O shared by the client and every server: a byte-bounded outbound queue, a
+//! writer that coalesces queued PDUs into few write calls, and a frame reader that holds no
+//! buffer while the connection is idle.
+//!
+//! Why not an mpsc channel: tokio's channel allocates a block of 32 slots per channel up front,
+//! about 1 KiB per connection before anything is sent; with tens of thousands of idle clients
+//! that is the whole memory budget (ARCHITECTURE.md, 2 KB per idle connection). A `VecDeque`
+//! behind a mutex allocates only while frames are queued and is shrunk when drained.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::codec::Decoder;
+
+use crate::codec::{CodecError, PduCodec};
+use crate::other::ImHeartBeat;
+use crate::pdu::Pdu;
+
+/// Largest batch written in one call (a few socket buffers' worth).
+pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// Read size when more data is likely waiting (the last read filled the buffer).
+const HOT_READ_BYTES: usize = 16 * 1024;
+
+/// A write buffer above this size is freed after use instead of kept for the next batch.
+const KEEP_WRITE_BUFFER: usize = 4 * 1024;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum QueueError {
+    /// The queue is closed (the connection is going away).
+    #[error("connection closed")]
+    Closed,
+    /// Queuing it would exceed the byte limit: the peer does not read fast enough.
+    #[error("outbound queue full ({queued} bytes queued, limit {limit})")]
+    Full {
+        /// Bytes already queued.
+        queued: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+#[derive(Default)]
+struct QueueState {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    /// No more frames accepted; the writer stops after draining (if `flush_first`) or at once.
+    closed: bool,
+    flush_first: bool,
+}
+
+/// The outbound queue of one connection.
+pub struct OutQueue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+    limit: usize,
+    /// Frames and bytes ever queued (for stats).
+    queued_frames: AtomicU64,
+    written_bytes: AtomicU64,
+}
+
+impl std::fmt::Debug for OutQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutQueue")
+            .field("depth", &self.depth())
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl OutQueue {
+    /// A queue that refuses frames once `limit_bytes` are waiting.
+    pub fn new(limit_bytes: usize) -> Self {
+        OutQueue {
+            state: Mutex::new(QueueState::default()),
+            notify: Notify::new(),
+            limit: limit_bytes,
+            queued_frames: AtomicU64::new(0),
+            written_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues one encoded frame.
+    pub fn push(&self, frame: Bytes) -> Result<(), QueueError> {
+        {
+            let mut st = self.state.lock().map_err(|_| QueueError::Closed)?;
+            if st.closed {
+                return Err(QueueError::Closed);
+            }
+            // One oversized frame on an empty queue is still accepted: the limit is about a
+            // peer that stops reading, not about a single large answer.
+            if st.bytes > 0 && st.bytes + frame.len() > self.limit {
+                return Err(QueueError::Full {
+                    queued: st.bytes,
+                    limit: self.limit,
+                });
+            }
+            st.bytes += frame.len();
+            st.frames.push_back(frame);
+        }
+        self.queued_frames.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Frames waiting to be written.
+    pub fn depth(&self) -> usize {
+        self.state.lock().map(|s| s.frames.len()).unwrap_or(0)
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().map(|s| s.bytes).unwrap_or(0)
+    }
+
+    /// Frames ever queued.
+    pub fn frames_total(&self) -> u64 {
+        self.queued_frames.load(Ordering::Relaxed)
+    }
+
+    /// Bytes ever written by the writer.
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting frames. With `flush` the writer still writes what is queued, then
+    /// ends; without, it ends at once and queued frames are dropped.
+    pub fn close(&self, flush: bool) {
+        if let Ok(mut st) = self.state.lock() {
+            if !st.closed {
+                st.closed = true;
+                st.flush_first = flush;
+            } else if !flush {
+                st.flush_first = false;
+            }
+            if !flush {
+                st.frames.clear();
+                st.bytes = 0;
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// True once [`OutQueue::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().map(|s| s.closed).unwrap_or(true)
+    }
+
+    /// Moves queued frames into `buf` (up to about [`WRITE_BATCH_BYTES`]).
+    /// Returns `Some(frames)` or `None` when the queue is closed and (if flushing) empty.
+    fn drain_into(&self, buf: &mut BytesMut) -> Option<usize> {
+        let mut st = self.state.lock().ok()?;
+        if st.closed && (!st.flush_first || st.frames.is_empty()) {
+            return None;
+        }
+        let mut n = 0;
+        while let Some(f) = st.frames.front() {
+            if n > 0 && buf.len() + f.len() > WRITE_BATCH_BYTES {
+                break;
+            }
+            let f = st.frames.pop_front().unwrap_or_default();
+            st.bytes -= f.len();
+            buf.extend_from_slice(&f);
+            n += 1;
+        }
+        if st.frames.is_empty() && st.frames.capacity() > 8 {
+            // Give back the memory of a burst.
+            st.frames = VecDeque::new();
+        }
+        Some(n)
+    }
+}
+
+/// How the writer behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Send a heartbeat when nothing was written for this long (server links: 5 s).
+    pub heartbeat_when_idle: Option<Duration>,
+}
+
+/// Writes queued frames until the queue is closed, several frames per write call.
+///
+/// Returns the number of write calls made. An I/O error ends the loop (the caller closes the
+/// connection); the queue is closed on every exit so producers see [`QueueError::Closed`].
+pub async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    queue: &OutQueue,
+    opts: WriteOptions,
+) -> io::Result<u64> {
+    let mut buf = BytesMut::new();
+    let mut writes = 0u64;
+    let result = loop {
+        let n = match queue.drain_into(&mut buf) {
+            None => break Ok(()),
+            Some(n) => n,
+        };
+        if n == 0 {
+            let idle = async {
+                match opts.heartbeat_when_idle {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = queue.notify.notified() => continue,
+                () = idle => Pdu::from_msg(&ImHeartBeat {}, 0).encode_to(&mut buf),
+            }
+        }
+        if let Err(e) = writer.write_all(&buf).await {
+            break Err(e);
+        }
+        writes += 1;
+        queue
+            .written_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if buf.capacity() > KEEP_WRITE_BUFFER {
+            buf = BytesMut::new();
+        } else {
+            buf.clear();
+        }
+    };
+    queue.close(false);
+    let flushed = writer.flush().await;
+    let _ = writer.shutdown().await;
+    result.and(flushed).map(|()| writes)
+}
+
+/// Reads PDUs from a stream, holding (almost) no buffer while the peer is quiet.
+pub struct FrameReader<R> {
+    reader: R,
+    codec: PduCodec,
+    buf: BytesMut,
+    /// The last read filled its buffer, so more is probably waiting.
+    hot: bool,
+    eof: bool,
+    bytes_read: u64,
+}
+
+impl<R> std::fmt::Debug for FrameReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader applying `codec`'s caps.
+    pub fn new(reader: R, codec: PduCodec) -> Self {
+        FrameReader {
+            reader,
+            codec,
+            buf: BytesMut::new(),
+            hot: false,
+            eof: false,
+            bytes_read: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// The next PDU; `None` at a clean end of stream. A framing error is returned once and
+    /// the caller is expected to close the connection.
+    pub async fn next(&mut self) -> Option<Result<Pdu, CodecError>> {
+        loop {
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(pdu)) => return Some(Ok(pdu)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+            if self.eof {
+                return match self.codec.decode_eof(&mut self.buf) {
+                    Ok(Some(pdu)) => Some(Ok(pdu)),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                };
+            }
+            if self.buf.is_empty() {
+                // Nothing partial to keep: release the previous allocation. When idle the
+                // read below then allocates only a minimal chunk.
+                self.buf = if self.hot {
+                    BytesMut::with_capacity(HOT_READ_BYTES)
+                } else {
+                    BytesMut::new()
+                };
+            }
+            let before = self.buf.capacity() - self.buf.len();
+            match self.reader.read_buf(&mut self.buf).await {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.bytes_read += n as u64;
+                    self.hot = n >= before && before > 0;
+                }
+                Err(e) => return Some(Err(CodecError::Io(e))),
+            }
+        }
+    }
+
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        &self.reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Poll};
+
+    use super::*;
+    use crate::codec::LinkKind;
+    use crate::message::ImClientTimeRsp;
+
+    /// Counts write calls, accepting everything.
+    #[derive(Clone, Default)]
+    struct CountingWriter {
+        calls: Arc<AtomicUsize>,
+        bytes: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncWrite for CountingWriter {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut b) = self.bytes.lock() {
+                b.extend_from_slice(buf);
+            }
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn thousand_queued_pdus_take_few_writes() {
+        let queue = Arc::new(OutQueue::new(16 << 20));
+        let frames: Vec<Bytes> = (0..1000u32)
+            .map(|i| Pdu::from_msg(&ImClientTimeRsp { server_time: i }, 0).to_frame())
+            .collect();
+        for f in &frames {
+            queue.push(f.clone()).map_err(|e| e.to_string()).ok();
+        }
+        queue.close(true);
+        let w = CountingWriter::default();
+        let writes = write_loop(w.clone(), &queue, WriteOptions::default())
+            .await
+            .ok();
+        let calls = w.calls.load(Ordering::Relaxed);
+        assert_eq!(writes, Some(calls as u64));
+        assert!(
+            (1..=5).contains(&calls),
+            "{calls} write calls for 1000 PDUs"
+        );
+        // Every byte arrived, in order.
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        assert_eq!(w.bytes.lock().map(|b| b.clone()).ok(), Some(expected));
+    }
+
+    #[test]
+    fn queue_limit_and_close() {
+        let q = OutQueue::new(40);
+        let f = Bytes::from(vec![0u8; 16]);
+        assert_eq!(q.push(f.clone()), Ok(()));
+        assert_eq!(q.push(f.clone()), Ok(()));
+        assert_eq!(
+            q.push(f.clone()),
+            Err(QueueError::Full {
+                queued: 32,
+                limit: 40
+            })
+        );
+        assert_eq!(q.depth(), 2);
+        q.close(false);
+        assert_eq!(q.depth(), 0);
+        assert_eq!(q.push(f), Err(QueueError::Closed));
+        // A single frame larger than the limit goes through on an empty queue.
+        let q = OutQueue::new(4);
+        assert_eq!(q.push(Bytes::from(vec![0u8; 16])), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_writer_sends_heartbeats() {
+        let queue = Arc::new(OutQueue::new(1 << 20));
+        let w = CountingWriter::default();
+        let task = {
+            let (q, w) = (queue.clone(), w.clone());
+            tokio::spawn(async move {
+                let opts = WriteOptions {
+                    heartbeat_when_idle: Some(Duration::from_secs(5)),
+                };
+                write_loop(w, &q, opts).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(11_000)).await;
+        queue.close(true);
+        let _ = task.await;
+        let bytes = w.bytes.lock().map(|b| b.clone()).unwrap_or_default();
+        assert_eq!(bytes.len(), 32, "two 16-byte heartbeats in 11 s");
+        assert_eq!(&bytes[8..12], &[0, 7, 7, 1]);
+    }
+
+    #[tokio::test]
+    async fn reader_splits_and_releases_its_buffer() {
+        let mut wire = Vec::new();
+        for i in 0..100u32 {
+            wire.extend_from_slice(
+                &Pdu::from_msg(&ImClientTimeRsp { server_time: i }, 1).to_frame(),
+            );
+        }
+        let mut r = FrameReader::new(&wire[..], PduCodec::new(LinkKind::Client));
+        let mut n = 0;
+        while let Some(p) = r.next().await {
+            let m: Option<ImClientTimeRsp> = p.ok().and_then(|p| p.decode().ok());
+            assert_eq!(m.map(|m| m.server_time), Some(n));
+            n += 1;
+        }
+        assert_eq!(n, 100);
+        assert_eq!(r.bytes_read(), wire.len() as u64);
+        // Truncated stream: a typed error, not a panic.
+        let mut r = FrameReader::new(&wire[..22], PduCodec::new(LinkKind::Client));
+        assert!(matches!(r.next().await, Some(Ok(_))));
+        assert!(matches!(
+            r.next().await,
+            Some(Err(CodecError::Truncated { have: 4, need: 18 }))
+        ));
+    }
+}
