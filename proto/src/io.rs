@@ -18,6 +18,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
 
 use crate::codec::{CodecError, PduCodec};
 use crate::other::ImHeartBeat;
@@ -31,6 +32,10 @@ const HOT_READ_BYTES: usize = 16 * 1024;
 
 /// A write buffer above this size is freed after use instead of kept for the next batch.
 const KEEP_WRITE_BUFFER: usize = 4 * 1024;
+
+/// How long a closing connection may take to write out what is queued: a peer that stops
+/// reading must not keep a closed connection (and its task) alive forever.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -61,6 +66,8 @@ struct QueueState {
 pub struct OutQueue {
     state: Mutex<QueueState>,
     notify: Notify,
+    /// Cancelled by a close without flush: aborts a write that is stuck on a full socket.
+    abort: CancellationToken,
     limit: usize,
     /// Frames and bytes ever queued (for stats).
     queued_frames: AtomicU64,
@@ -82,6 +89,7 @@ impl OutQueue {
         OutQueue {
             state: Mutex::new(QueueState::default()),
             notify: Notify::new(),
+            abort: CancellationToken::new(),
             limit: limit_bytes,
             queued_frames: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
@@ -146,6 +154,9 @@ impl OutQueue {
                 st.bytes = 0;
             }
         }
+        if !flush {
+            self.abort.cancel();
+        }
         self.notify.notify_one();
     }
 
@@ -197,6 +208,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
 ) -> io::Result<u64> {
     let mut buf = BytesMut::new();
     let mut writes = 0u64;
+    let mut flush_deadline: Option<tokio::time::Instant> = None;
     let result = loop {
         let n = match queue.drain_into(&mut buf) {
             None => break Ok(()),
@@ -214,7 +226,27 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
                 () = idle => Pdu::from_msg(&ImHeartBeat {}, 0).encode_to(&mut buf),
             }
         }
-        if let Err(e) = writer.write_all(&buf).await {
+        if flush_deadline.is_none() && queue.is_closed() {
+            flush_deadline = Some(tokio::time::Instant::now() + FLUSH_GRACE);
+        }
+        let write = async {
+            match flush_deadline {
+                Some(at) => tokio::time::timeout_at(at, writer.write_all(&buf))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "flush on close timed out",
+                        ))
+                    }),
+                None => writer.write_all(&buf).await,
+            }
+        };
+        let written = tokio::select! {
+            r = write => r,
+            () = queue.abort.cancelled() => break Ok(()),
+        };
+        if let Err(e) = written {
             break Err(e);
         }
         writes += 1;
@@ -227,9 +259,20 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
             buf.clear();
         }
     };
+    let aborted = queue.abort.is_cancelled();
     queue.close(false);
-    let flushed = writer.flush().await;
-    let _ = writer.shutdown().await;
+    if aborted {
+        // The peer is not reading; do not wait for it.
+        return result.map(|()| writes);
+    }
+    let tail = async {
+        let flushed = writer.flush().await;
+        let _ = writer.shutdown().await;
+        flushed
+    };
+    let flushed = tokio::time::timeout(FLUSH_GRACE, tail)
+        .await
+        .unwrap_or(Ok(()));
     result.and(flushed).map(|()| writes)
 }
 

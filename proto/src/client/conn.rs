@@ -365,15 +365,24 @@ impl ImClient {
             .lock()
             .map_err(|_| ClientError::Closed)?
             .insert(seq, Pending { expect, tx });
+        if self.is_closed() {
+            // The reader may already have cleared the pending table; do not wait for nothing.
+            if let Ok(mut p) = self.shared.pending.lock() {
+                p.remove(&seq);
+            }
+            return Err(ClientError::Closed);
+        }
         let result = async {
             self.send_pdu(&pdu).await?;
-            tokio::select! {
-                r = tokio::time::timeout(timeout, rx) => match r {
-                    Ok(Ok(pdu)) => Ok(pdu),
-                    Ok(Err(_)) => Err(ClientError::Closed),
-                    Err(_) => Err(ClientError::Timeout { command: pdu.command_name(), timeout }),
-                },
-                () = self.shared.closed.cancelled() => Err(ClientError::Closed),
+            // The reader drops every waiter when the connection ends, so `rx` fails with
+            // Closed then; a reply that arrived just before the close is still delivered.
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(pdu)) => Ok(pdu),
+                Ok(Err(_)) => Err(ClientError::Closed),
+                Err(_) => Err(ClientError::Timeout {
+                    command: pdu.command_name(),
+                    timeout,
+                }),
             }
         }
         .await;

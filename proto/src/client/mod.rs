@@ -12,7 +12,7 @@ mod conn;
 mod http;
 
 pub use conn::{ClientConfig, Events, ImClient, LoginParams};
-pub use http::{LoginHttp, MsgServerAssignment, fetch_msg_server};
+pub use http::{LoginHttp, MsgServerAssignment, ensure_crypto_provider, fetch_msg_server};
 
 use std::time::Duration;
 

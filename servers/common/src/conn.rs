@@ -1,0 +1,440 @@
+//! An accepted connection: identity, outbound queue, timers, statistics.
+//!
+//! Each connection runs two tasks: a reader that decodes PDUs and calls the server's handler
+//! one PDU at a time (so requests of one client are processed in order), and a writer that
+//! drains the outbound queue, many PDUs per write call. Anything may send to a connection
+//! through its [`Conn`] handle; a peer that stops reading fills its queue and is disconnected
+//! as a slow consumer instead of making the server buffer without limit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use im_proto::codec::LinkKind;
+use im_proto::io::{OutQueue, QueueError};
+use im_proto::{Command, Pdu};
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why a connection was closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed it.
+    PeerClosed,
+    /// A framing error (length < 16, over the cap, truncated) or a socket error.
+    Protocol(String),
+    /// Nothing received for the idle timeout.
+    IdleTimeout,
+    /// A deadline set by the server passed (e.g. not logged in within 15 s).
+    Deadline,
+    /// The outbound queue overflowed: the peer does not read.
+    SlowConsumer,
+    /// The server closed it (kick, logout, drain...).
+    Server(&'static str),
+    /// Server shutdown.
+    Shutdown,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::Deadline => f.write_str("deadline passed"),
+            CloseReason::SlowConsumer => f.write_str("slow consumer"),
+            CloseReason::Server(why) => write!(f, "closed by server: {why}"),
+            CloseReason::Shutdown => f.write_str("server shutdown"),
+        }
+    }
+}
+
+/// Why a PDU was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// The connection is closed or closing.
+    #[error("connection closed")]
+    Closed,
+    /// The PDU is above the link's outbound cap (400 KiB toward clients).
+    #[error("PDU of {len} bytes exceeds this link's outbound cap of {cap}")]
+    TooLarge {
+        /// PDU length.
+        len: usize,
+        /// Cap.
+        cap: usize,
+    },
+    /// The queue overflowed; the connection was closed as a slow consumer.
+    #[error("slow consumer: outbound queue full, connection closed")]
+    SlowConsumer,
+}
+
+/// Counters shared by all connections of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections refused because the limit was reached.
+    pub refused: AtomicU64,
+    /// Connections closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+    /// Connections closed for framing errors.
+    pub protocol_errors: AtomicU64,
+    /// PDUs received.
+    pub pdus_in: AtomicU64,
+    /// PDUs queued for sending.
+    pub pdus_out: AtomicU64,
+}
+
+pub(crate) struct ConnInner {
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    link: LinkKind,
+    pub(crate) queue: OutQueue,
+    pub(crate) closed: CancellationToken,
+    close_reason: OnceLock<CloseReason>,
+    created: Instant,
+    /// Idle timeout in ms (0 = none); changed after login on client links.
+    idle_ms: AtomicU64,
+    /// Deadline in ms since `created` (0 = none).
+    deadline_ms: AtomicU64,
+    /// Wakes the reader when the timers change.
+    pub(crate) rearm: Notify,
+    user_id: AtomicU32,
+    client_type: AtomicU32,
+    pub(crate) pdus_in: AtomicU64,
+    pdus_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) stats: Arc<ListenerStats>,
+}
+
+/// A handle on a connection; cheap to clone and safe to use from any task.
+#[derive(Clone)]
+pub struct Conn {
+    pub(crate) inner: Arc<ConnInner>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.inner.id)
+            .field("peer", &self.inner.peer)
+            .finish()
+    }
+}
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Conn {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        link: LinkKind,
+        queue_limit: usize,
+        idle: Option<Duration>,
+        stats: Arc<ListenerStats>,
+    ) -> Conn {
+        Conn {
+            inner: Arc::new(ConnInner {
+                id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+                peer,
+                local,
+                link,
+                queue: OutQueue::new(queue_limit),
+                closed: CancellationToken::new(),
+                close_reason: OnceLock::new(),
+                created: Instant::now(),
+                idle_ms: AtomicU64::new(idle.map_or(0, |d| d.as_millis() as u64)),
+                deadline_ms: AtomicU64::new(0),
+                rearm: Notify::new(),
+                user_id: AtomicU32::new(0),
+                client_type: AtomicU32::new(0),
+                pdus_in: AtomicU64::new(0),
+                pdus_out: AtomicU64::new(0),
+                bytes_in: AtomicU64::new(0),
+                stats,
+            }),
+        }
+    }
+
+    /// Process-unique connection id (used as the handle in attach_data and in logs).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Peer address.
+    pub fn peer(&self) -> SocketAddr {
+        self.inner.peer
+    }
+
+    /// Local address.
+    pub fn local(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    /// Link kind (decides caps).
+    pub fn link(&self) -> LinkKind {
+        self.inner.link
+    }
+
+    /// Time since accept.
+    pub fn age(&self) -> Duration {
+        self.inner.created.elapsed()
+    }
+
+    /// Queues an encoded frame. On overflow the connection is closed as a slow consumer.
+    pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+        let cap = self.inner.link.outbound_cap();
+        if frame.len() > cap {
+            return Err(SendError::TooLarge {
+                len: frame.len(),
+                cap,
+            });
+        }
+        match self.inner.queue.push(frame) {
+            Ok(()) => {
+                self.inner.pdus_out.fetch_add(1, Ordering::Relaxed);
+                self.inner.stats.pdus_out.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(QueueError::Closed) => Err(SendError::Closed),
+            Err(QueueError::Full { queued, limit }) => {
+                tracing::warn!(
+                    conn_id = self.inner.id, peer = %self.inner.peer, user_id = self.user_id(),
+                    queued, limit, "closing slow consumer"
+                );
+                self.inner
+                    .stats
+                    .slow_consumers
+                    .fetch_add(1, Ordering::Relaxed);
+                self.close(CloseReason::SlowConsumer);
+                Err(SendError::SlowConsumer)
+            }
+        }
+    }
+
+    /// Queues a PDU.
+    pub fn send_pdu(&self, pdu: &Pdu) -> Result<(), SendError> {
+        self.send_frame(pdu.to_frame())
+    }
+
+    /// Encodes and queues a message with the given seq_num.
+    pub fn send_msg<M: Command>(&self, msg: &M, seq_num: u16) -> Result<(), SendError> {
+        self.send_pdu(&Pdu::from_msg(msg, seq_num))
+    }
+
+    /// Replies to `request` (same seq_num).
+    pub fn reply<M: Command>(&self, request: &Pdu, msg: &M) -> Result<(), SendError> {
+        self.send_pdu(&request.reply(msg))
+    }
+
+    /// Closes now; queued PDUs are dropped. The first reason given is kept.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.inner.close_reason.set(reason);
+        self.inner.queue.close(false);
+        self.inner.closed.cancel();
+    }
+
+    /// Closes after everything queued so far has been written (kick, logout).
+    pub fn close_after_flush(&self, reason: CloseReason) {
+        let _ = self.inner.close_reason.set(reason);
+        self.inner.queue.close(true);
+    }
+
+    /// True once closing started.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled() || self.inner.queue.is_closed()
+    }
+
+    /// Resolves when the connection is closed.
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await;
+    }
+
+    /// Why it was closed (once closed).
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.inner.close_reason.get().cloned()
+    }
+
+    /// Changes the idle timeout (`None`: none).
+    pub fn set_idle_timeout(&self, idle: Option<Duration>) {
+        self.inner
+            .idle_ms
+            .store(idle.map_or(0, |d| d.as_millis() as u64), Ordering::Relaxed);
+        self.inner.rearm.notify_one();
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        match self.inner.idle_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Closes the connection (reason [`CloseReason::Deadline`]) when `after` has passed since
+    /// accept, unless cleared with `None`.
+    pub fn set_deadline(&self, after: Option<Duration>) {
+        let ms = after.map_or(0, |d| (d.as_millis() as u64).max(1));
+        self.inner.deadline_ms.store(ms, Ordering::Relaxed);
+        self.inner.rearm.notify_one();
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.inner.deadline_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.inner.created + Duration::from_millis(ms)),
+        }
+    }
+
+    /// Records who is on this connection (for admin listings and logs).
+    pub fn set_identity(&self, user_id: u32, client_type: u32) {
+        self.inner.user_id.store(user_id, Ordering::Relaxed);
+        self.inner.client_type.store(client_type, Ordering::Relaxed);
+    }
+
+    /// User id set with [`Conn::set_identity`] (0 = none).
+    pub fn user_id(&self) -> u32 {
+        self.inner.user_id.load(Ordering::Relaxed)
+    }
+
+    /// Client type set with [`Conn::set_identity`] (0 = none).
+    pub fn client_type(&self) -> u32 {
+        self.inner.client_type.load(Ordering::Relaxed)
+    }
+
+    /// Frames waiting to be written.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.queue.depth()
+    }
+
+    /// A snapshot of this connection's counters.
+    pub fn stats(&self) -> ConnStats {
+        ConnStats {
+            id: self.inner.id,
+            peer: self.inner.peer,
+            user_id: self.user_id(),
+            client_type: self.client_type(),
+            age: self.age(),
+            pdus_in: self.inner.pdus_in.load(Ordering::Relaxed),
+            pdus_out: self.inner.pdus_out.load(Ordering::Relaxed),
+            bytes_in: self.inner.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.inner.queue.written_bytes(),
+            queue_depth: self.queue_depth(),
+        }
+    }
+}
+
+/// Counters of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnStats {
+    /// Connection id.
+    pub id: u64,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// User id (0 = none).
+    pub user_id: u32,
+    /// Client type (0 = none).
+    pub client_type: u32,
+    /// Time since accept.
+    pub age: Duration,
+    /// PDUs received.
+    pub pdus_in: u64,
+    /// PDUs queued.
+    pub pdus_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Frames queued now.
+    pub queue_depth: usize,
+}
+
+const REGISTRY_SHARDS: usize = 16;
+
+/// The open connections of one listener, for admin listings and shutdown.
+///
+/// Sharded so that accepting and closing at high rates does not contend on one lock.
+#[derive(Clone)]
+pub struct ConnRegistry {
+    shards: Arc<[Mutex<HashMap<u64, Conn>>; REGISTRY_SHARDS]>,
+    pub(crate) stats: Arc<ListenerStats>,
+}
+
+impl std::fmt::Debug for ConnRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnRegistry")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Default for ConnRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConnRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        ConnRegistry {
+            shards: Arc::new(std::array::from_fn(|_| Mutex::new(HashMap::new()))),
+            stats: Arc::new(ListenerStats::default()),
+        }
+    }
+
+    /// The listener-wide counters.
+    pub fn stats(&self) -> &Arc<ListenerStats> {
+        &self.stats
+    }
+
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Conn>> {
+        &self.shards[(id as usize) % REGISTRY_SHARDS]
+    }
+
+    pub(crate) fn insert(&self, conn: &Conn) {
+        if let Ok(mut s) = self.shard(conn.id()).lock() {
+            s.insert(conn.id(), conn.clone());
+        }
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        if let Ok(mut s) = self.shard(id).lock() {
+            s.remove(&id);
+        }
+    }
+
+    /// A connection by id.
+    pub fn get(&self, id: u64) -> Option<Conn> {
+        self.shard(id).lock().ok().and_then(|s| s.get(&id).cloned())
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// True when no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every open connection (a snapshot).
+    pub fn all(&self) -> Vec<Conn> {
+        let mut v = Vec::new();
+        for s in self.shards.iter() {
+            if let Ok(s) = s.lock() {
+                v.extend(s.values().cloned());
+            }
+        }
+        v
+    }
+}

@@ -1,0 +1,36 @@
+//! im-common: the kit every server of the suite is built from.
+//!
+//! * [`serve`]: the accept loop (connection limit, a task per connection, backoff on accept
+//!   errors) and [`conn::Conn`], a connection with a bounded outbound queue, write
+//!   coalescing, heartbeats and idle timeouts per link kind.
+//! * [`upstream`]: reconnecting links to other servers (Decisions 3 backoff, failover over a
+//!   list of peers, registration on every connect).
+//! * [`config`]: TOML config with `IM_<SERVER>_*` environment overrides and errors that name the
+//!   key and the valid values; shared config sections.
+//! * [`telemetry`]: tracing set-up (text or JSON).
+//! * [`metrics`] and [`http`]: per-server metrics, Prometheus `/metrics`, `/healthz`, `/readyz`.
+//! * [`admin`]: the admin port (token first, then `IM.Admin` commands).
+//! * [`shutdown`]: signal handling and the shutdown token.
+//!
+//! Servers expose `run(config, listeners, shutdown)`; binaries stay thin.
+
+pub mod admin;
+pub mod backoff;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod metrics;
+pub mod process;
+pub mod serve;
+pub mod shutdown;
+pub mod telemetry;
+pub mod upstream;
+
+pub use conn::{CloseReason, Conn, ConnRegistry, SendError};
+pub use serve::{Handler, ServeOptions, serve};
+pub use shutdown::{Shutdown, shutdown_on_signals};
+pub use tokio_util::sync::CancellationToken;
+pub use upstream::{Upstream, UpstreamHandler, UpstreamOptions};
+
+/// Version string reported by every server (Cargo package version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

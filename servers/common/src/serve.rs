@@ -1,0 +1,298 @@
+//! The accept loop and the per-connection reader.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use im_proto::codec::{LinkKind, PduCodec};
+use im_proto::io::{FrameReader, WriteOptions, write_loop};
+use im_proto::{Pdu, cid};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn::{CloseReason, Conn, ConnRegistry};
+
+/// What a server does with the PDUs of one connection.
+///
+/// The reader calls [`Handler::on_pdu`] for one PDU at a time, in arrival order; the next PDU
+/// is read only after it returns. Heartbeats never reach the handler (see
+/// [`ServeOptions::echo_heartbeat`]).
+pub trait Handler: Send + 'static {
+    /// One inbound PDU.
+    fn on_pdu(&mut self, conn: &Conn, pdu: Pdu) -> impl Future<Output = ()> + Send;
+
+    /// The connection is closing (called once, after the last `on_pdu`).
+    fn on_close(&mut self, conn: &Conn) -> impl Future<Output = ()> + Send {
+        let _ = conn;
+        async {}
+    }
+}
+
+/// How a listener treats its connections.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Name used in logs ("client", "msg_server", "admin"...).
+    pub name: &'static str,
+    /// Frame caps.
+    pub link: LinkKind,
+    /// More simultaneous connections are accepted and closed at once.
+    pub max_connections: usize,
+    /// Close a connection after this long without receiving anything (None: never).
+    pub idle_timeout: Option<Duration>,
+    /// Send back every received heartbeat (msg_server, file_server and push_server do;
+    /// clients rely on it to detect dead links).
+    pub echo_heartbeat: bool,
+    /// Send a heartbeat when nothing was written for this long (server links: 5 s).
+    pub heartbeat_when_idle: Option<Duration>,
+    /// Outbound bytes queued before the peer counts as a slow consumer.
+    pub queue_limit: usize,
+    /// How long shutdown waits for connections to drain.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    /// Defaults for a listener of TeamTalk clients (FLOWS.md 1.1): 120 s idle (PC; mobile
+    /// connections are raised to 300 s after login), heartbeat echo, never an own heartbeat.
+    pub fn client(name: &'static str) -> Self {
+        ServeOptions {
+            name,
+            link: LinkKind::Client,
+            max_connections: 100_000,
+            idle_timeout: Some(Duration::from_secs(120)),
+            echo_heartbeat: true,
+            heartbeat_when_idle: None,
+            // About 10 seconds of a busy group chat; a client that reads nothing for longer
+            // is not coming back.
+            queue_limit: 4 << 20,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Defaults for a listener of other servers: heartbeat after 5 s of silence, close after
+    /// 30 s without data (FLOWS.md 1.1).
+    pub fn server(name: &'static str) -> Self {
+        ServeOptions {
+            name,
+            link: LinkKind::Server,
+            max_connections: 10_000,
+            idle_timeout: Some(Duration::from_secs(30)),
+            echo_heartbeat: false,
+            heartbeat_when_idle: Some(Duration::from_secs(5)),
+            queue_limit: 256 << 20,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Smallest and largest pause after an accept error (e.g. out of file descriptors).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts connections until `shutdown`, running a handler made by `make_handler` on each.
+///
+/// On shutdown it stops accepting, lets every connection finish the PDU it is handling, writes
+/// out what is queued, and returns when all are closed or `shutdown_grace` has passed.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    opts: ServeOptions,
+    registry: ConnRegistry,
+    shutdown: CancellationToken,
+    mut make_handler: F,
+) where
+    H: Handler,
+    F: FnMut(&Conn) -> H,
+{
+    let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let tasks = TaskTracker::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let local = listener.local_addr().ok();
+    tracing::info!(listener = opts.name, addr = ?local, "listening");
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                x
+            }
+            Err(e) => {
+                tracing::warn!(listener = opts.name, error = %e, "accept failed");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            registry.stats().refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(listener = opts.name, %peer, max = opts.max_connections,
+                "connection limit reached, refusing");
+            drop(stream);
+            continue;
+        };
+        registry.stats().accepted.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let conn = Conn::new(
+            peer,
+            local,
+            opts.link,
+            opts.queue_limit,
+            opts.idle_timeout,
+            registry.stats().clone(),
+        );
+        let handler = make_handler(&conn);
+        let (read, write) = stream.into_split();
+        let registry = registry.clone();
+        let opts2 = opts.clone();
+        let shutdown2 = shutdown.clone();
+        tasks.spawn(async move {
+            registry.insert(&conn);
+            run_connection(conn.clone(), read, write, handler, &opts2, shutdown2).await;
+            registry.remove(conn.id());
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tasks.close();
+    if tokio::time::timeout(opts.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = opts.name,
+            open = registry.len(),
+            "shutdown grace period over, closing the remaining connections"
+        );
+        for c in registry.all() {
+            c.close(CloseReason::Shutdown);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
+    }
+    tracing::info!(listener = opts.name, "stopped");
+}
+
+/// Runs one connection: a writer task and this reader loop. Exposed for servers that accept
+/// through other means (TLS) and for tests.
+pub async fn run_connection<R, W, H>(
+    conn: Conn,
+    read: R,
+    write: W,
+    mut handler: H,
+    opts: &ServeOptions,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let writer = {
+        let conn = conn.clone();
+        let wopts = WriteOptions {
+            heartbeat_when_idle: opts.heartbeat_when_idle,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = write_loop(write, &conn.inner.queue, wopts).await {
+                tracing::debug!(conn_id = conn.id(), error = %e, "write failed");
+                conn.close(CloseReason::Protocol(format!("write: {e}")));
+            }
+            // The writer ending (flush-close done) ends the reader too.
+            conn.inner.closed.cancel();
+        })
+    };
+
+    let mut frames = FrameReader::new(read, PduCodec::new(opts.link));
+    let mut last_rx = Instant::now();
+    let reason = loop {
+        let wake = next_timer(&conn, last_rx);
+        let next = tokio::select! {
+            biased;
+            () = conn.inner.closed.cancelled() => break None,
+            () = shutdown.cancelled() => break Some(CloseReason::Shutdown),
+            n = frames.next() => n,
+            () = conn.inner.rearm.notified() => continue,
+            () = sleep_until_opt(wake) => {
+                match expired(&conn, last_rx) {
+                    Some(r) => break Some(r),
+                    None => continue,
+                }
+            }
+        };
+        let pdu = match next {
+            None => break Some(CloseReason::PeerClosed),
+            Some(Err(e)) => {
+                conn.inner
+                    .stats
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    listener = opts.name, conn_id = conn.id(), peer = %conn.peer(),
+                    error = %e, "closing connection: bad frame"
+                );
+                break Some(CloseReason::Protocol(e.to_string()));
+            }
+            Some(Ok(pdu)) => pdu,
+        };
+        last_rx = Instant::now();
+        conn.inner
+            .bytes_in
+            .store(frames.bytes_read(), Ordering::Relaxed);
+        conn.inner.pdus_in.fetch_add(1, Ordering::Relaxed);
+        conn.inner.stats.pdus_in.fetch_add(1, Ordering::Relaxed);
+        if pdu.command_id() == cid::CID_OTHER_HEARTBEAT {
+            if opts.echo_heartbeat {
+                let _ = conn.send_pdu(&pdu);
+            }
+            continue;
+        }
+        // Boxed so that this loop's own future stays small: an idle connection then costs
+        // little memory however large the handler's futures are.
+        Box::pin(handler.on_pdu(&conn, pdu)).await;
+    };
+    if let Some(reason) = reason {
+        let flush = matches!(reason, CloseReason::Shutdown | CloseReason::PeerClosed);
+        if flush {
+            conn.close_after_flush(reason.clone());
+        } else {
+            conn.close(reason.clone());
+        }
+    }
+    Box::pin(handler.on_close(&conn)).await;
+    tracing::debug!(listener = opts.name, conn_id = conn.id(), peer = %conn.peer(),
+        reason = %conn.close_reason().map(|r| r.to_string()).unwrap_or_default(), "connection closed");
+    let _ = writer.await;
+}
+
+fn next_timer(conn: &Conn, last_rx: Instant) -> Option<Instant> {
+    let idle = conn.idle_timeout().map(|d| last_rx + d);
+    match (idle, conn.deadline()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn expired(conn: &Conn, last_rx: Instant) -> Option<CloseReason> {
+    let now = Instant::now();
+    if conn.deadline().is_some_and(|d| d <= now) {
+        return Some(CloseReason::Deadline);
+    }
+    if conn.idle_timeout().is_some_and(|d| last_rx + d <= now) {
+        return Some(CloseReason::IdleTimeout);
+    }
+    None
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
