@@ -1,0 +1,1 @@
+//! im-cluster (skeleton).

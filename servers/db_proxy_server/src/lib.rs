@@ -1,0 +1,1 @@
+//! db_proxy_server (skeleton; see its issue).

@@ -1,0 +1,1 @@
+//! msg_server (skeleton; see its issue).

@@ -1,0 +1,1 @@
+//! route_server (skeleton; see its issue).

@@ -1,0 +1,1 @@
+//! im-storage (skeleton).
