@@ -27,6 +27,9 @@ pub const CLIENT_OUTBOUND_CAP: usize = 400 * 1024 - 1;
 /// megabyte lists (IMAllUserRsp, IMOnlineUserInfo).
 pub const SERVER_FRAME_CAP: usize = 64 << 20;
 
+/// Most buffer space reserved ahead of the bytes actually received.
+const MAX_RESERVE_STEP: usize = 64 * 1024;
+
 /// Which kind of link a connection is; decides its frame caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LinkKind {
@@ -152,8 +155,9 @@ impl Decoder for PduCodec {
         }
         let len = len as usize;
         if src.len() < len {
-            // Reserve once for the whole frame instead of growing in 2 KiB steps.
-            src.reserve(len - src.len());
+            // Grow toward the announced length in bounded steps: reserving it all at once
+            // would let four bytes from a peer allocate the whole cap (64 MiB on server links).
+            src.reserve((len - src.len()).min(MAX_RESERVE_STEP));
             return Ok(None);
         }
         let mut frame = src.split_to(len);

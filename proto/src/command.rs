@@ -26,6 +26,12 @@ pub trait Request: Command {
     type Response: Command;
 }
 
+/// Generic code over message types, see [`visit_body_type`].
+pub trait BodyVisitor {
+    /// Called with one message type.
+    fn visit<M: Command + std::fmt::Debug>(&mut self);
+}
+
 /// Service ids (PROTOCOL.md section 3, plus our `SID_ADMIN`).
 pub mod sid {
     use super::{admin, base};
@@ -85,6 +91,20 @@ macro_rules! commands {
 
         /// Every known command id, in table order (for tests and metrics).
         pub const ALL_COMMANDS: &[u16] = &[ $( cid::$name, )* ];
+
+        /// Calls `visitor.visit::<M>()` with the body type of `command_id`; `false` for ids no
+        /// command uses. Lets generic code (fuzzing, debug printing) decode any PDU.
+        pub fn visit_body_type<V: BodyVisitor>(command_id: u16, visitor: &mut V) -> bool {
+            match command_id {
+                $( cid::$name => { visitor.visit::<$msg>(); true } )*
+                _ => false,
+            }
+        }
+
+        /// Calls `visitor.visit::<M>()` for every body type of the table.
+        pub fn visit_all_body_types<V: BodyVisitor>(visitor: &mut V) {
+            $( visitor.visit::<$msg>(); )*
+        }
 
         #[cfg(test)]
         pub(crate) fn proto_names() -> Vec<(u16, &'static str, &'static str)> {

@@ -10,6 +10,7 @@
 //! * [`required`]: the proto2 `required` check that prost leaves out.
 //! * [`attach`]: the original servers' `attach_data` records.
 //! * [`crypto`]: the password digest and the message-body cipher that stock clients use.
+//! * [`fuzzing`]: properties checked on arbitrary input (fuzz target and regression test).
 //! * [`io`] (feature `client`): the outbound queue, coalescing writer and frame reader that the
 //!   client and every server use.
 //! * [`client`] (feature `client`): an async client for tests, `imctl sim`/`bench` and `top`.
@@ -18,6 +19,7 @@ pub mod attach;
 pub mod codec;
 pub mod command;
 pub mod crypto;
+pub mod fuzzing;
 pub mod pb;
 pub mod pdu;
 pub mod required;

@@ -122,10 +122,15 @@ pub fn check_schema(schema: &'static Schema, buf: &[u8]) -> Result<(), RequiredE
             3 => skip_group(buf, &mut pos, field, 0).ok_or_else(|| malformed("bad group"))?,
             _ => return Err(malformed("invalid wire type")),
         }
-        if let Some(i) = schema.required.iter().position(|&t| t == field)
-            && acceptable
-        {
-            seen |= 1u64 << (i & 63);
+        if let Some(i) = schema.required.iter().position(|&t| t == field) {
+            // prost keeps the last occurrence of a field, so an undefined enum value after a
+            // valid one must count as missing again, or we would accept a value the original
+            // never would have produced.
+            if acceptable {
+                seen |= 1u64 << (i & 63);
+            } else {
+                seen &= !(1u64 << (i & 63));
+            }
         }
     }
     for (i, &field) in schema.required.iter().enumerate() {
@@ -240,6 +245,20 @@ mod tests {
                 field: 4
             })
         );
+    }
+
+    #[test]
+    fn an_undefined_enum_after_a_valid_one_is_missing() {
+        // IMKickUser{user_id 1, kick_reason 1, kick_reason 9}: found by fuzzing; prost would
+        // keep 9, which no proto2 peer accepts.
+        let buf = [0x08, 0x01, 0x10, 0x01, 0x10, 0x09];
+        assert!(matches!(
+            check::<crate::login::ImKickUser>(&buf),
+            Err(RequiredError::Missing { field: 2, .. })
+        ));
+        // The other order is fine: the last value is valid.
+        let buf = [0x08, 0x01, 0x10, 0x09, 0x10, 0x01];
+        assert_eq!(check::<crate::login::ImKickUser>(&buf), Ok(()));
     }
 
     #[test]

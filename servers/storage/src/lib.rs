@@ -1,1 +1,21 @@
-//! im-storage (skeleton).
+//! im-storage: everything db_proxy_server (and `imctl migrate`) stores.
+//!
+//! * [`types`]: domain types of our own (users, departments, sessions, messages, groups,
+//!   tokens, offline files...), independent of the wire types.
+//! * [`Store`]: every read and write, as business operations with the durability, ordering
+//!   and transaction guarantees described on the trait.
+//! * Backends: SQLite (embedded default: one file, WAL, one writer thread with group commit,
+//!   a reader pool, counters in tables of the same file) and MySQL/MariaDB on the original
+//!   TeamTalk schema with Redis for counters and caches (original key names).
+//! * [`config`]: the `[storage]` config section; [`password`]: password checks (Decisions 9).
+
+pub mod config;
+pub mod error;
+pub mod password;
+pub mod store;
+pub mod types;
+
+pub use config::StorageConfig;
+pub use error::{StorageError, StorageResult};
+pub use store::Store;
+pub use types::*;
