@@ -119,9 +119,72 @@ impl AttachRecord {
     }
 }
 
+/// Magic that starts our own request tag (never a valid original record type, which is a
+/// big-endian u32 in 1..=5).
+pub const REQUEST_TAG_MAGIC: [u8; 4] = *b"imrq";
+
+/// Length of an encoded [`RequestTag`].
+pub const REQUEST_TAG_LEN: usize = 20;
+
+/// Our msg_server's `attach_data` toward db_proxy: identifies a store request so that a retry
+/// is never stored twice (Decisions 4). db_proxy copies attach_data unchanged, like every
+/// TeamTalk peer, so an original db_proxy works with it too (it just does not de-duplicate).
+///
+/// ```text
+/// "imrq" | origin u64 | seq u64      (big-endian)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestTag {
+    /// Random id of the msg_server process.
+    pub origin: u64,
+    /// Per-process request counter; a retry reuses the same value.
+    pub seq: u64,
+}
+
+impl RequestTag {
+    /// Encodes the tag.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::with_capacity(REQUEST_TAG_LEN);
+        buf.extend_from_slice(&REQUEST_TAG_MAGIC);
+        buf.put_u64(self.origin);
+        buf.put_u64(self.seq);
+        buf.freeze()
+    }
+
+    /// Reads a tag from attach_data; `None` when it is something else (e.g. an original
+    /// handle record).
+    pub fn decode(b: &[u8]) -> Option<RequestTag> {
+        if b.len() < REQUEST_TAG_LEN || b[..4] != REQUEST_TAG_MAGIC {
+            return None;
+        }
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_be_bytes(a)
+        };
+        Some(RequestTag {
+            origin: u64_at(4),
+            seq: u64_at(12),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_tag_round_trip_and_not_an_original_record() {
+        let t = RequestTag {
+            origin: 0x0102_0304_0506_0708,
+            seq: 42,
+        };
+        let b = t.encode();
+        assert_eq!(b.len(), REQUEST_TAG_LEN);
+        assert_eq!(RequestTag::decode(&b), Some(t));
+        assert_eq!(RequestTag::decode(&AttachRecord::handle(7).encode()), None);
+        assert_eq!(RequestTag::decode(&b[..10]), None);
+    }
 
     #[test]
     fn handle_record_layout() {

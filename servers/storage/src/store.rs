@@ -6,6 +6,13 @@
 //! Semantics are the original's (STORAGE.md section 4, FLOWS.md sections 6-12) except where
 //! WEAKNESSES.md lists a defect, which is fixed; the notes on each method say how.
 //!
+//! Ordering contract (Decisions 6): every write method submits its work when it is called,
+//! before the returned future is first polled (implement them as plain `fn`s that enqueue and
+//! then return `async move { reply.await }`, not as `async fn`s). db_proxy can therefore call
+//! them in arrival order, spawn the futures, and keep reading: writes are applied in the order
+//! of the calls, while replies complete concurrently. Reads have no ordering guarantee beyond
+//! seeing every write whose future has completed.
+//!
 //! Durability contract (Decisions 4 and 5): a write method returns `Ok` only after its effect
 //! is durable (committed with the configured durability, SQLite `synchronous=FULL` /
 //! `innodb_flush_log_at_trx_commit=1` by default). Writes of one conversation submitted in
