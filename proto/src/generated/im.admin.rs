@@ -231,17 +231,26 @@ pub struct ImAdminRouteListRsp {
     #[prost(uint32, optional, tag = "5")]
     pub msg_server_links: ::core::option::Option<u32>,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+/// Where one user (user_id) or several (user_ids) are connected. Also sent by our msg_servers
+/// to route_server on the server link, to learn mobile presence before a push (the wire's
+/// IMUsersStatRsp reports PC presence only, Decisions 8).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ImAdminLocateUserReq {
     #[prost(uint32, optional, tag = "1")]
     pub user_id: ::core::option::Option<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "2")]
+    pub user_ids: ::prost::alloc::vec::Vec<u32>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ImAdminLocateUserRsp {
     #[prost(enumeration = "AdminResult", optional, tag = "1")]
     pub result_code: ::core::option::Option<i32>,
+    /// The answer for user_id (absent when that user is offline).
     #[prost(message, optional, tag = "2")]
     pub entry: ::core::option::Option<RouteEntry>,
+    /// One entry per requested user_ids element that is online, in request order.
+    #[prost(message, repeated, tag = "3")]
+    pub entries: ::prost::alloc::vec::Vec<RouteEntry>,
 }
 /// Kick a user: every msg_server that holds a matching connection sends it IMKickUser
 /// (reason 1) and then closes it.

@@ -1284,7 +1284,7 @@ impl RequiredFields for crate::pb::im::admin::ImAdminLocateUserReq {
 pub(crate) static SIM_ADMIN_IMADMINLOCATEUSERRSP: Schema = Schema {
     name: "IM.Admin.IMAdminLocateUserRsp",
     required: &[],
-    nested: &[NestedField { tag: 2, schema: &SIM_ADMIN_ROUTEENTRY }],
+    nested: &[NestedField { tag: 2, schema: &SIM_ADMIN_ROUTEENTRY }, NestedField { tag: 3, schema: &SIM_ADMIN_ROUTEENTRY }],
     enums: &[],
 };
 impl RequiredFields for crate::pb::im::admin::ImAdminLocateUserRsp {
