@@ -1,1 +1,28 @@
-fn main() {}
+//! The `login_server` binary: flags, config, logging, signals; the server is in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use im_common::config::{env_prefix, load};
+use login_server::{Cli, Config, Listeners, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match main_inner().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("login_server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_inner() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config: Config = load(cli.config.as_deref(), &env_prefix("login_server"))?;
+    im_common::telemetry::init(&config.log)?;
+    config.validate()?;
+    let listeners = Listeners::bind(&config).await?;
+    let shutdown = im_common::shutdown_on_signals();
+    run(config, listeners, shutdown).await
+}
