@@ -240,6 +240,34 @@ commands! {
     CID_ADMIN_MSG_SERVER_LIST_RSP = admin::AdminCmdId::CidAdminMsgServerListRsp, SID_ADMIN, admin::ImAdminMsgServerListRsp;
     CID_ADMIN_CONN_LIST_REQ = admin::AdminCmdId::CidAdminConnListReq, SID_ADMIN, admin::ImAdminConnListReq;
     CID_ADMIN_CONN_LIST_RSP = admin::AdminCmdId::CidAdminConnListRsp, SID_ADMIN, admin::ImAdminConnListRsp;
+    CID_ADMIN_USER_ADD_REQ = admin::AdminCmdId::CidAdminUserAddReq, SID_ADMIN, admin::ImAdminUserAddReq;
+    CID_ADMIN_USER_ADD_RSP = admin::AdminCmdId::CidAdminUserAddRsp, SID_ADMIN, admin::ImAdminUserAddRsp;
+    CID_ADMIN_USER_LIST_REQ = admin::AdminCmdId::CidAdminUserListReq, SID_ADMIN, admin::ImAdminUserListReq;
+    CID_ADMIN_USER_LIST_RSP = admin::AdminCmdId::CidAdminUserListRsp, SID_ADMIN, admin::ImAdminUserListRsp;
+    CID_ADMIN_USER_EDIT_REQ = admin::AdminCmdId::CidAdminUserEditReq, SID_ADMIN, admin::ImAdminUserEditReq;
+    CID_ADMIN_USER_EDIT_RSP = admin::AdminCmdId::CidAdminUserEditRsp, SID_ADMIN, admin::ImAdminUserEditRsp;
+    CID_ADMIN_DEPT_ADD_REQ = admin::AdminCmdId::CidAdminDeptAddReq, SID_ADMIN, admin::ImAdminDeptAddReq;
+    CID_ADMIN_DEPT_ADD_RSP = admin::AdminCmdId::CidAdminDeptAddRsp, SID_ADMIN, admin::ImAdminDeptAddRsp;
+    CID_ADMIN_DEPT_LIST_REQ = admin::AdminCmdId::CidAdminDeptListReq, SID_ADMIN, admin::ImAdminDeptListReq;
+    CID_ADMIN_DEPT_LIST_RSP = admin::AdminCmdId::CidAdminDeptListRsp, SID_ADMIN, admin::ImAdminDeptListRsp;
+    CID_ADMIN_GROUP_CREATE_REQ = admin::AdminCmdId::CidAdminGroupCreateReq, SID_ADMIN, admin::ImAdminGroupCreateReq;
+    CID_ADMIN_GROUP_CREATE_RSP = admin::AdminCmdId::CidAdminGroupCreateRsp, SID_ADMIN, admin::ImAdminGroupCreateRsp;
+    CID_ADMIN_GROUP_LIST_REQ = admin::AdminCmdId::CidAdminGroupListReq, SID_ADMIN, admin::ImAdminGroupListReq;
+    CID_ADMIN_GROUP_LIST_RSP = admin::AdminCmdId::CidAdminGroupListRsp, SID_ADMIN, admin::ImAdminGroupListRsp;
+    CID_ADMIN_GROUP_MEMBERS_REQ = admin::AdminCmdId::CidAdminGroupMembersReq, SID_ADMIN, admin::ImAdminGroupMembersReq;
+    CID_ADMIN_GROUP_MEMBERS_RSP = admin::AdminCmdId::CidAdminGroupMembersRsp, SID_ADMIN, admin::ImAdminGroupMembersRsp;
+    CID_ADMIN_DISCOVERY_LIST_REQ = admin::AdminCmdId::CidAdminDiscoveryListReq, SID_ADMIN, admin::ImAdminDiscoveryListReq;
+    CID_ADMIN_DISCOVERY_LIST_RSP = admin::AdminCmdId::CidAdminDiscoveryListRsp, SID_ADMIN, admin::ImAdminDiscoveryListRsp;
+    CID_ADMIN_DISCOVERY_ADD_REQ = admin::AdminCmdId::CidAdminDiscoveryAddReq, SID_ADMIN, admin::ImAdminDiscoveryAddReq;
+    CID_ADMIN_DISCOVERY_ADD_RSP = admin::AdminCmdId::CidAdminDiscoveryAddRsp, SID_ADMIN, admin::ImAdminDiscoveryAddRsp;
+    CID_ADMIN_DISCOVERY_REMOVE_REQ = admin::AdminCmdId::CidAdminDiscoveryRemoveReq, SID_ADMIN, admin::ImAdminDiscoveryRemoveReq;
+    CID_ADMIN_DISCOVERY_REMOVE_RSP = admin::AdminCmdId::CidAdminDiscoveryRemoveRsp, SID_ADMIN, admin::ImAdminDiscoveryRemoveRsp;
+    CID_ADMIN_SEND_MSG_REQ = admin::AdminCmdId::CidAdminSendMsgReq, SID_ADMIN, admin::ImAdminSendMsgReq;
+    CID_ADMIN_SEND_MSG_RSP = admin::AdminCmdId::CidAdminSendMsgRsp, SID_ADMIN, admin::ImAdminSendMsgRsp;
+    CID_ADMIN_REMOVE_TOKEN_REQ = admin::AdminCmdId::CidAdminRemoveTokenReq, SID_ADMIN, admin::ImAdminRemoveTokenReq;
+    CID_ADMIN_REMOVE_TOKEN_RSP = admin::AdminCmdId::CidAdminRemoveTokenRsp, SID_ADMIN, admin::ImAdminRemoveTokenRsp;
+    CID_ADMIN_GROUP_NOTIFY_REQ = admin::AdminCmdId::CidAdminGroupNotifyReq, SID_ADMIN, admin::ImAdminGroupNotifyReq;
+    CID_ADMIN_GROUP_NOTIFY_RSP = admin::AdminCmdId::CidAdminGroupNotifyRsp, SID_ADMIN, admin::ImAdminGroupNotifyRsp;
 }
 
 macro_rules! requests {
@@ -298,6 +326,20 @@ requests! {
     admin::ImAdminDrainReq => admin::ImAdminDrainRsp;
     admin::ImAdminMsgServerListReq => admin::ImAdminMsgServerListRsp;
     admin::ImAdminConnListReq => admin::ImAdminConnListRsp;
+    admin::ImAdminUserAddReq => admin::ImAdminUserAddRsp;
+    admin::ImAdminUserListReq => admin::ImAdminUserListRsp;
+    admin::ImAdminUserEditReq => admin::ImAdminUserEditRsp;
+    admin::ImAdminDeptAddReq => admin::ImAdminDeptAddRsp;
+    admin::ImAdminDeptListReq => admin::ImAdminDeptListRsp;
+    admin::ImAdminGroupCreateReq => admin::ImAdminGroupCreateRsp;
+    admin::ImAdminGroupListReq => admin::ImAdminGroupListRsp;
+    admin::ImAdminGroupMembersReq => admin::ImAdminGroupMembersRsp;
+    admin::ImAdminDiscoveryListReq => admin::ImAdminDiscoveryListRsp;
+    admin::ImAdminDiscoveryAddReq => admin::ImAdminDiscoveryAddRsp;
+    admin::ImAdminDiscoveryRemoveReq => admin::ImAdminDiscoveryRemoveRsp;
+    admin::ImAdminSendMsgReq => admin::ImAdminSendMsgRsp;
+    admin::ImAdminRemoveTokenReq => admin::ImAdminRemoveTokenRsp;
+    admin::ImAdminGroupNotifyReq => admin::ImAdminGroupNotifyRsp;
 }
 
 /// True when a client type is of the mobile class (high nibble 1: iOS 0x11, Android 0x12).
@@ -317,8 +359,8 @@ mod tests {
     #[test]
     fn table_is_complete_and_unique() {
         let names = proto_names();
-        // 95 TeamTalk commands + 16 admin commands.
-        assert_eq!(names.len(), 95 + 16);
+        // 95 TeamTalk commands + 44 admin commands.
+        assert_eq!(names.len(), 95 + 44);
         let mut ids: Vec<u16> = names.iter().map(|n| n.0).collect();
         ids.sort_unstable();
         ids.dedup();

@@ -378,6 +378,370 @@ pub struct ImAdminConnListRsp {
     #[prost(uint64, optional, tag = "3")]
     pub total: ::core::option::Option<u64>,
 }
+/// A user as administrators see it (no password material).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AdminUser {
+    #[prost(uint32, optional, tag = "1")]
+    pub user_id: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "2")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub nick: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "4")]
+    pub sex: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "5")]
+    pub domain: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "6")]
+    pub phone: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "7")]
+    pub email: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "8")]
+    pub avatar: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "9")]
+    pub depart_id: ::core::option::Option<u32>,
+    /// 0 active (may log in), 1 probation, 2 regular, 3 left/disabled, 4 intern.
+    #[prost(uint32, optional, tag = "10")]
+    pub status: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "11")]
+    pub sign_info: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "12")]
+    pub created: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "13")]
+    pub updated: ::core::option::Option<u32>,
+}
+/// A user to create. The password is stored in the original format
+/// md5hex(md5hex(password) + salt) with a fresh salt.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NewUserSpec {
+    #[prost(string, optional, tag = "1")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "2")]
+    pub password: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub nick: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "4")]
+    pub sex: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "5")]
+    pub domain: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "6")]
+    pub phone: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "7")]
+    pub email: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "8")]
+    pub avatar: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "9")]
+    pub depart_id: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "10")]
+    pub status: ::core::option::Option<u32>,
+}
+/// Creates one or many users (bulk add from a CSV).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ImAdminUserAddReq {
+    #[prost(message, repeated, tag = "1")]
+    pub users: ::prost::alloc::vec::Vec<NewUserSpec>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminUserAddRsp {
+    /// ADMIN_OK when every user was created; ADMIN_FAILED when some were not.
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+    /// One per requested user, in order: the new id, or 0 when that one failed.
+    #[prost(uint32, repeated, packed = "false", tag = "3")]
+    pub user_ids: ::prost::alloc::vec::Vec<u32>,
+    /// One per requested user: empty, or why it failed (e.g. "name taken").
+    #[prost(string, repeated, tag = "4")]
+    pub errors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// A page of users ordered by id; with name set, only users with that login name.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminUserListReq {
+    #[prost(uint32, optional, tag = "1")]
+    pub after_user_id: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "2")]
+    pub limit: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "3")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ImAdminUserListRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(message, repeated, tag = "2")]
+    pub users: ::prost::alloc::vec::Vec<AdminUser>,
+    /// Pass as after_user_id for the next page; 0 on the last page.
+    #[prost(uint32, optional, tag = "3")]
+    pub next_after_user_id: ::core::option::Option<u32>,
+}
+/// Changes a user; unset fields stay. Every change bumps `updated` so clients' incremental
+/// sync picks it up. Disabling is status = 3 (imctl also kicks the live sessions).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminUserEditReq {
+    #[prost(uint32, optional, tag = "1")]
+    pub user_id: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "2")]
+    pub nick: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub sex: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "4")]
+    pub domain: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "5")]
+    pub phone: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "6")]
+    pub email: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "7")]
+    pub avatar: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "8")]
+    pub depart_id: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "9")]
+    pub status: ::core::option::Option<u32>,
+    /// New plain password (hashed with the user's existing salt, as the original admin does).
+    #[prost(string, optional, tag = "10")]
+    pub password: ::core::option::Option<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminUserEditRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AdminDept {
+    #[prost(uint32, optional, tag = "1")]
+    pub dept_id: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "2")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub parent_id: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "4")]
+    pub priority: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "5")]
+    pub status: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "6")]
+    pub updated: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDeptAddReq {
+    #[prost(string, optional, tag = "1")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "2")]
+    pub parent_id: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "3")]
+    pub priority: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDeptAddRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub dept_id: ::core::option::Option<u32>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDeptListReq {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ImAdminDeptListRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(message, repeated, tag = "2")]
+    pub depts: ::prost::alloc::vec::Vec<AdminDept>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AdminGroup {
+    #[prost(uint32, optional, tag = "1")]
+    pub group_id: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "2")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub avatar: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "4")]
+    pub creator: ::core::option::Option<u32>,
+    /// IM.BaseDefine.GroupType value: 1 normal, 2 temporary.
+    #[prost(uint32, optional, tag = "5")]
+    pub group_type: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "6")]
+    pub version: ::core::option::Option<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "7")]
+    pub member_ids: ::prost::alloc::vec::Vec<u32>,
+}
+/// Creates a group; admin groups are normal (type 1) by default, creator 0.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminGroupCreateReq {
+    #[prost(string, optional, tag = "1")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "2")]
+    pub avatar: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub group_type: ::core::option::Option<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "4")]
+    pub member_ids: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, optional, tag = "5")]
+    pub creator: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminGroupCreateRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub group_id: ::core::option::Option<u32>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminGroupListReq {
+    #[prost(uint32, optional, tag = "1")]
+    pub after_group_id: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "2")]
+    pub limit: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ImAdminGroupListRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(message, repeated, tag = "2")]
+    pub groups: ::prost::alloc::vec::Vec<AdminGroup>,
+    #[prost(uint32, optional, tag = "3")]
+    pub next_after_group_id: ::core::option::Option<u32>,
+}
+/// Adds (change_type 1) or removes (2) members as an administrator (no permission check).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminGroupMembersReq {
+    #[prost(uint32, optional, tag = "1")]
+    pub group_id: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "2")]
+    pub change_type: ::core::option::Option<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "3")]
+    pub user_ids: ::prost::alloc::vec::Vec<u32>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminGroupMembersRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+    /// Members after the change, and the ids actually changed (for the member-change notify).
+    #[prost(uint32, repeated, packed = "false", tag = "3")]
+    pub cur_user_ids: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "4")]
+    pub chg_user_ids: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, optional, tag = "5")]
+    pub version: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AdminDiscovery {
+    #[prost(uint32, optional, tag = "1")]
+    pub id: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "2")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub url: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "4")]
+    pub priority: ::core::option::Option<u32>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDiscoveryListReq {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ImAdminDiscoveryListRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(message, repeated, tag = "2")]
+    pub items: ::prost::alloc::vec::Vec<AdminDiscovery>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDiscoveryAddReq {
+    #[prost(string, optional, tag = "1")]
+    pub name: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "2")]
+    pub url: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub priority: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDiscoveryAddRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub id: ::core::option::Option<u32>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDiscoveryRemoveReq {
+    #[prost(uint32, optional, tag = "1")]
+    pub id: ::core::option::Option<u32>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminDiscoveryRemoveRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+}
+/// Stores and delivers a message as if from_user_id had sent it from a client (ack semantics
+/// included: msg_id is returned only once the message is stored), without logging in as that
+/// user and without disturbing the user's own connections.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminSendMsgReq {
+    #[prost(uint32, optional, tag = "1")]
+    pub from_user_id: ::core::option::Option<u32>,
+    /// Receiver user id (single types) or group id (group types).
+    #[prost(uint32, optional, tag = "2")]
+    pub to_session_id: ::core::option::Option<u32>,
+    /// IM.BaseDefine.MsgType value (1 single text, 0x11 group text...).
+    #[prost(uint32, optional, tag = "3")]
+    pub msg_type: ::core::option::Option<u32>,
+    /// Body exactly as a client sends it (text: AES + base64, FLOWS.md 18).
+    #[prost(bytes = "bytes", optional, tag = "4")]
+    pub msg_data: ::core::option::Option<::prost::bytes::Bytes>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminSendMsgRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub result_string: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(uint32, optional, tag = "3")]
+    pub msg_id: ::core::option::Option<u32>,
+}
+/// Removes user_id's device token only if it still equals token (compare-and-delete), so a
+/// token that APNs or FCM reported dead never removes a newer one.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminRemoveTokenReq {
+    #[prost(uint32, optional, tag = "1")]
+    pub user_id: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "2")]
+    pub token: ::core::option::Option<::prost::alloc::string::String>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminRemoveTokenRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    #[prost(bool, optional, tag = "2")]
+    pub removed: ::core::option::Option<bool>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminGroupNotifyReq {
+    /// IM.BaseDefine.GroupModifyType value.
+    #[prost(uint32, optional, tag = "1")]
+    pub change_type: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "2")]
+    pub group_id: ::core::option::Option<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "3")]
+    pub cur_user_ids: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, repeated, packed = "false", tag = "4")]
+    pub chg_user_ids: ::prost::alloc::vec::Vec<u32>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminGroupNotifyRsp {
+    #[prost(enumeration = "AdminResult", optional, tag = "1")]
+    pub result_code: ::core::option::Option<i32>,
+    /// msg_server links the notify was sent to.
+    #[prost(uint32, optional, tag = "2")]
+    pub msg_servers: ::core::option::Option<u32>,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum AdminServiceId {
@@ -420,6 +784,39 @@ pub enum AdminCmdId {
     CidAdminMsgServerListRsp = 4110,
     CidAdminConnListReq = 4111,
     CidAdminConnListRsp = 4112,
+    /// db_proxy_server: users, departments, groups, discovery.
+    CidAdminUserAddReq = 4113,
+    CidAdminUserAddRsp = 4114,
+    CidAdminUserListReq = 4115,
+    CidAdminUserListRsp = 4116,
+    CidAdminUserEditReq = 4117,
+    CidAdminUserEditRsp = 4118,
+    CidAdminDeptAddReq = 4119,
+    CidAdminDeptAddRsp = 4120,
+    CidAdminDeptListReq = 4121,
+    CidAdminDeptListRsp = 4122,
+    CidAdminGroupCreateReq = 4123,
+    CidAdminGroupCreateRsp = 4124,
+    CidAdminGroupListReq = 4125,
+    CidAdminGroupListRsp = 4126,
+    CidAdminGroupMembersReq = 4127,
+    CidAdminGroupMembersRsp = 4128,
+    CidAdminDiscoveryListReq = 4129,
+    CidAdminDiscoveryListRsp = 4130,
+    CidAdminDiscoveryAddReq = 4131,
+    CidAdminDiscoveryAddRsp = 4132,
+    CidAdminDiscoveryRemoveReq = 4133,
+    CidAdminDiscoveryRemoveRsp = 4134,
+    /// msg_server: send a message on a user's behalf.
+    CidAdminSendMsgReq = 4135,
+    CidAdminSendMsgRsp = 4136,
+    /// db_proxy_server: remove a dead push token, only if it is still the user's token.
+    CidAdminRemoveTokenReq = 4137,
+    CidAdminRemoveTokenRsp = 4138,
+    /// route_server: broadcast an IMGroupChangeMemberNotify to every msg_server (after an
+    /// admin group change, Decisions 10).
+    CidAdminGroupNotifyReq = 4139,
+    CidAdminGroupNotifyRsp = 4140,
 }
 impl AdminCmdId {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -444,6 +841,34 @@ impl AdminCmdId {
             Self::CidAdminMsgServerListRsp => "CID_ADMIN_MSG_SERVER_LIST_RSP",
             Self::CidAdminConnListReq => "CID_ADMIN_CONN_LIST_REQ",
             Self::CidAdminConnListRsp => "CID_ADMIN_CONN_LIST_RSP",
+            Self::CidAdminUserAddReq => "CID_ADMIN_USER_ADD_REQ",
+            Self::CidAdminUserAddRsp => "CID_ADMIN_USER_ADD_RSP",
+            Self::CidAdminUserListReq => "CID_ADMIN_USER_LIST_REQ",
+            Self::CidAdminUserListRsp => "CID_ADMIN_USER_LIST_RSP",
+            Self::CidAdminUserEditReq => "CID_ADMIN_USER_EDIT_REQ",
+            Self::CidAdminUserEditRsp => "CID_ADMIN_USER_EDIT_RSP",
+            Self::CidAdminDeptAddReq => "CID_ADMIN_DEPT_ADD_REQ",
+            Self::CidAdminDeptAddRsp => "CID_ADMIN_DEPT_ADD_RSP",
+            Self::CidAdminDeptListReq => "CID_ADMIN_DEPT_LIST_REQ",
+            Self::CidAdminDeptListRsp => "CID_ADMIN_DEPT_LIST_RSP",
+            Self::CidAdminGroupCreateReq => "CID_ADMIN_GROUP_CREATE_REQ",
+            Self::CidAdminGroupCreateRsp => "CID_ADMIN_GROUP_CREATE_RSP",
+            Self::CidAdminGroupListReq => "CID_ADMIN_GROUP_LIST_REQ",
+            Self::CidAdminGroupListRsp => "CID_ADMIN_GROUP_LIST_RSP",
+            Self::CidAdminGroupMembersReq => "CID_ADMIN_GROUP_MEMBERS_REQ",
+            Self::CidAdminGroupMembersRsp => "CID_ADMIN_GROUP_MEMBERS_RSP",
+            Self::CidAdminDiscoveryListReq => "CID_ADMIN_DISCOVERY_LIST_REQ",
+            Self::CidAdminDiscoveryListRsp => "CID_ADMIN_DISCOVERY_LIST_RSP",
+            Self::CidAdminDiscoveryAddReq => "CID_ADMIN_DISCOVERY_ADD_REQ",
+            Self::CidAdminDiscoveryAddRsp => "CID_ADMIN_DISCOVERY_ADD_RSP",
+            Self::CidAdminDiscoveryRemoveReq => "CID_ADMIN_DISCOVERY_REMOVE_REQ",
+            Self::CidAdminDiscoveryRemoveRsp => "CID_ADMIN_DISCOVERY_REMOVE_RSP",
+            Self::CidAdminSendMsgReq => "CID_ADMIN_SEND_MSG_REQ",
+            Self::CidAdminSendMsgRsp => "CID_ADMIN_SEND_MSG_RSP",
+            Self::CidAdminRemoveTokenReq => "CID_ADMIN_REMOVE_TOKEN_REQ",
+            Self::CidAdminRemoveTokenRsp => "CID_ADMIN_REMOVE_TOKEN_RSP",
+            Self::CidAdminGroupNotifyReq => "CID_ADMIN_GROUP_NOTIFY_REQ",
+            Self::CidAdminGroupNotifyRsp => "CID_ADMIN_GROUP_NOTIFY_RSP",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -465,6 +890,34 @@ impl AdminCmdId {
             "CID_ADMIN_MSG_SERVER_LIST_RSP" => Some(Self::CidAdminMsgServerListRsp),
             "CID_ADMIN_CONN_LIST_REQ" => Some(Self::CidAdminConnListReq),
             "CID_ADMIN_CONN_LIST_RSP" => Some(Self::CidAdminConnListRsp),
+            "CID_ADMIN_USER_ADD_REQ" => Some(Self::CidAdminUserAddReq),
+            "CID_ADMIN_USER_ADD_RSP" => Some(Self::CidAdminUserAddRsp),
+            "CID_ADMIN_USER_LIST_REQ" => Some(Self::CidAdminUserListReq),
+            "CID_ADMIN_USER_LIST_RSP" => Some(Self::CidAdminUserListRsp),
+            "CID_ADMIN_USER_EDIT_REQ" => Some(Self::CidAdminUserEditReq),
+            "CID_ADMIN_USER_EDIT_RSP" => Some(Self::CidAdminUserEditRsp),
+            "CID_ADMIN_DEPT_ADD_REQ" => Some(Self::CidAdminDeptAddReq),
+            "CID_ADMIN_DEPT_ADD_RSP" => Some(Self::CidAdminDeptAddRsp),
+            "CID_ADMIN_DEPT_LIST_REQ" => Some(Self::CidAdminDeptListReq),
+            "CID_ADMIN_DEPT_LIST_RSP" => Some(Self::CidAdminDeptListRsp),
+            "CID_ADMIN_GROUP_CREATE_REQ" => Some(Self::CidAdminGroupCreateReq),
+            "CID_ADMIN_GROUP_CREATE_RSP" => Some(Self::CidAdminGroupCreateRsp),
+            "CID_ADMIN_GROUP_LIST_REQ" => Some(Self::CidAdminGroupListReq),
+            "CID_ADMIN_GROUP_LIST_RSP" => Some(Self::CidAdminGroupListRsp),
+            "CID_ADMIN_GROUP_MEMBERS_REQ" => Some(Self::CidAdminGroupMembersReq),
+            "CID_ADMIN_GROUP_MEMBERS_RSP" => Some(Self::CidAdminGroupMembersRsp),
+            "CID_ADMIN_DISCOVERY_LIST_REQ" => Some(Self::CidAdminDiscoveryListReq),
+            "CID_ADMIN_DISCOVERY_LIST_RSP" => Some(Self::CidAdminDiscoveryListRsp),
+            "CID_ADMIN_DISCOVERY_ADD_REQ" => Some(Self::CidAdminDiscoveryAddReq),
+            "CID_ADMIN_DISCOVERY_ADD_RSP" => Some(Self::CidAdminDiscoveryAddRsp),
+            "CID_ADMIN_DISCOVERY_REMOVE_REQ" => Some(Self::CidAdminDiscoveryRemoveReq),
+            "CID_ADMIN_DISCOVERY_REMOVE_RSP" => Some(Self::CidAdminDiscoveryRemoveRsp),
+            "CID_ADMIN_SEND_MSG_REQ" => Some(Self::CidAdminSendMsgReq),
+            "CID_ADMIN_SEND_MSG_RSP" => Some(Self::CidAdminSendMsgRsp),
+            "CID_ADMIN_REMOVE_TOKEN_REQ" => Some(Self::CidAdminRemoveTokenReq),
+            "CID_ADMIN_REMOVE_TOKEN_RSP" => Some(Self::CidAdminRemoveTokenRsp),
+            "CID_ADMIN_GROUP_NOTIFY_REQ" => Some(Self::CidAdminGroupNotifyReq),
+            "CID_ADMIN_GROUP_NOTIFY_RSP" => Some(Self::CidAdminGroupNotifyRsp),
             _ => None,
         }
     }

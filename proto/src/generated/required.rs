@@ -1391,3 +1391,333 @@ impl RequiredFields for crate::pb::im::admin::ImAdminConnListRsp {
     const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINCONNLISTRSP;
 }
 
+pub(crate) static SIM_ADMIN_ADMINUSER: Schema = Schema {
+    name: "IM.Admin.AdminUser",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::AdminUser {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_ADMINUSER;
+}
+
+pub(crate) static SIM_ADMIN_NEWUSERSPEC: Schema = Schema {
+    name: "IM.Admin.NewUserSpec",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::NewUserSpec {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_NEWUSERSPEC;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINUSERADDREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminUserAddReq",
+    required: &[],
+    nested: &[NestedField { tag: 1, schema: &SIM_ADMIN_NEWUSERSPEC }],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminUserAddReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINUSERADDREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINUSERADDRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminUserAddRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminUserAddRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINUSERADDRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINUSERLISTREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminUserListReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminUserListReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINUSERLISTREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINUSERLISTRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminUserListRsp",
+    required: &[],
+    nested: &[NestedField { tag: 2, schema: &SIM_ADMIN_ADMINUSER }],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminUserListRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINUSERLISTRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINUSEREDITREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminUserEditReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminUserEditReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINUSEREDITREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINUSEREDITRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminUserEditRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminUserEditRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINUSEREDITRSP;
+}
+
+pub(crate) static SIM_ADMIN_ADMINDEPT: Schema = Schema {
+    name: "IM.Admin.AdminDept",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::AdminDept {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_ADMINDEPT;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDEPTADDREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminDeptAddReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDeptAddReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDEPTADDREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDEPTADDRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminDeptAddRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDeptAddRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDEPTADDRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDEPTLISTREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminDeptListReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDeptListReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDEPTLISTREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDEPTLISTRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminDeptListRsp",
+    required: &[],
+    nested: &[NestedField { tag: 2, schema: &SIM_ADMIN_ADMINDEPT }],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDeptListRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDEPTLISTRSP;
+}
+
+pub(crate) static SIM_ADMIN_ADMINGROUP: Schema = Schema {
+    name: "IM.Admin.AdminGroup",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::AdminGroup {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_ADMINGROUP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPCREATEREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupCreateReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupCreateReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPCREATEREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPCREATERSP: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupCreateRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupCreateRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPCREATERSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPLISTREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupListReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupListReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPLISTREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPLISTRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupListRsp",
+    required: &[],
+    nested: &[NestedField { tag: 2, schema: &SIM_ADMIN_ADMINGROUP }],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupListRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPLISTRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPMEMBERSREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupMembersReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupMembersReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPMEMBERSREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPMEMBERSRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupMembersRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupMembersRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPMEMBERSRSP;
+}
+
+pub(crate) static SIM_ADMIN_ADMINDISCOVERY: Schema = Schema {
+    name: "IM.Admin.AdminDiscovery",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::AdminDiscovery {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_ADMINDISCOVERY;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDISCOVERYLISTREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminDiscoveryListReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDiscoveryListReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDISCOVERYLISTREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDISCOVERYLISTRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminDiscoveryListRsp",
+    required: &[],
+    nested: &[NestedField { tag: 2, schema: &SIM_ADMIN_ADMINDISCOVERY }],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDiscoveryListRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDISCOVERYLISTRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDISCOVERYADDREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminDiscoveryAddReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDiscoveryAddReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDISCOVERYADDREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDISCOVERYADDRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminDiscoveryAddRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDiscoveryAddRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDISCOVERYADDRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDISCOVERYREMOVEREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminDiscoveryRemoveReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDiscoveryRemoveReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDISCOVERYREMOVEREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINDISCOVERYREMOVERSP: Schema = Schema {
+    name: "IM.Admin.IMAdminDiscoveryRemoveRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminDiscoveryRemoveRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINDISCOVERYREMOVERSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINSENDMSGREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminSendMsgReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminSendMsgReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINSENDMSGREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINSENDMSGRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminSendMsgRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminSendMsgRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINSENDMSGRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINREMOVETOKENREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminRemoveTokenReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminRemoveTokenReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINREMOVETOKENREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINREMOVETOKENRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminRemoveTokenRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminRemoveTokenRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINREMOVETOKENRSP;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPNOTIFYREQ: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupNotifyReq",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupNotifyReq {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPNOTIFYREQ;
+}
+
+pub(crate) static SIM_ADMIN_IMADMINGROUPNOTIFYRSP: Schema = Schema {
+    name: "IM.Admin.IMAdminGroupNotifyRsp",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminGroupNotifyRsp {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPNOTIFYRSP;
+}
+

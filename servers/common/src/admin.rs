@@ -13,8 +13,7 @@ use std::time::Instant;
 
 use im_proto::admin::{
     AdminResult, ImAdminAuthReq, ImAdminAuthRsp, ImAdminConnListReq, ImAdminConnListRsp,
-    ImAdminDrainRsp, ImAdminKickUserRsp, ImAdminLocateUserRsp, ImAdminMsgServerListRsp,
-    ImAdminRouteListRsp, ImAdminStatsRsp, ServerStats,
+    ImAdminStatsRsp, ServerStats,
 };
 use im_proto::{Pdu, cid};
 use subtle::ConstantTimeEq;
@@ -44,37 +43,22 @@ pub trait AdminService: Send + Sync + 'static {
 }
 
 /// The `ADMIN_UNSUPPORTED` reply to an admin request this server does not implement.
+///
+/// Every admin response is the request's command id + 1 and has `result_code` as field 1, so
+/// the reply can be built without knowing the request's type: a body of just that field.
 pub fn unsupported(req: &Pdu) -> Option<Pdu> {
-    let code = Some(AdminResult::AdminUnsupported as i32);
-    let text = Some("not supported by this server".to_owned());
-    Some(match req.command_id() {
-        cid::CID_ADMIN_ROUTE_LIST_REQ => req.reply(&ImAdminRouteListRsp {
-            result_code: code,
-            ..Default::default()
-        }),
-        cid::CID_ADMIN_LOCATE_USER_REQ => req.reply(&ImAdminLocateUserRsp {
-            result_code: code,
-            ..Default::default()
-        }),
-        cid::CID_ADMIN_KICK_USER_REQ => req.reply(&ImAdminKickUserRsp {
-            result_code: code,
-            result_string: text,
-            ..Default::default()
-        }),
-        cid::CID_ADMIN_DRAIN_REQ => req.reply(&ImAdminDrainRsp {
-            result_code: code,
-            result_string: text,
-        }),
-        cid::CID_ADMIN_MSG_SERVER_LIST_REQ => req.reply(&ImAdminMsgServerListRsp {
-            result_code: code,
-            ..Default::default()
-        }),
-        cid::CID_ADMIN_CONN_LIST_REQ => req.reply(&ImAdminConnListRsp {
-            result_code: code,
-            ..Default::default()
-        }),
-        _ => return None,
-    })
+    let rsp_cid = req.command_id().checked_add(1)?;
+    let is_admin_request = req.command_id() & 1 == 1
+        && im_proto::command::service_of(rsp_cid) == Some(im_proto::sid::SID_ADMIN);
+    if !is_admin_request {
+        return None;
+    }
+    // Field 1, varint: ADMIN_UNSUPPORTED.
+    let body = bytes::Bytes::from(vec![0x08, AdminResult::AdminUnsupported as u8]);
+    Some(Pdu::new(
+        im_proto::Header::new(im_proto::sid::SID_ADMIN, rsp_cid, req.seq_num()),
+        body,
+    ))
 }
 
 /// A page of a listener's connections, most recent first (the generic conn-list answer).
@@ -221,4 +205,50 @@ pub async fn serve_admin<S: AdminService>(
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use im_proto::command::{BodyVisitor, Command, visit_body_type};
+
+    struct ResultCodeIs(u16, Option<i32>);
+
+    impl BodyVisitor for ResultCodeIs {
+        fn visit<M: Command + std::fmt::Debug>(&mut self) {
+            // Decode the generic reply as the real response type and read field 1 back
+            // through prost's own encoding of it.
+            let pdu = Pdu::new(
+                im_proto::Header::new(M::SERVICE_ID, self.0, 1),
+                bytes::Bytes::from(vec![0x08, AdminResult::AdminUnsupported as u8]),
+            );
+            let msg = pdu.decode::<M>().ok();
+            let text = format!("{msg:?}");
+            self.1 = text
+                .contains("result_code: Some(AdminUnsupported)")
+                .then_some(3);
+        }
+    }
+
+    #[test]
+    fn unsupported_fits_every_admin_response() {
+        for &cid in im_proto::command::ALL_COMMANDS {
+            if im_proto::command::service_of(cid) != Some(im_proto::sid::SID_ADMIN) || cid & 1 == 0
+            {
+                continue;
+            }
+            let req = Pdu::new(
+                im_proto::Header::new(im_proto::sid::SID_ADMIN, cid, 9),
+                bytes::Bytes::new(),
+            );
+            let rsp = unsupported(&req).expect("reply");
+            assert_eq!(rsp.command_id(), cid + 1);
+            assert_eq!(rsp.seq_num(), 9);
+            let mut v = ResultCodeIs(cid + 1, None);
+            assert!(visit_body_type(cid + 1, &mut v));
+            assert_eq!(v.1, Some(3), "response {:#06x}", cid + 1);
+        }
+        let heartbeat = Pdu::from_msg(&im_proto::other::ImHeartBeat {}, 0);
+        assert!(unsupported(&heartbeat).is_none());
+    }
 }
