@@ -21,8 +21,8 @@ use thiserror::Error;
 /// A config that could not be loaded.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    /// The file could not be read (the OS error is the source: `{:#}` prints it once).
+    #[error("cannot read config file {path}")]
     Read {
         /// File.
         path: PathBuf,
