@@ -12,10 +12,12 @@
 pub mod config;
 pub mod error;
 pub mod password;
+pub mod sqlite;
 pub mod store;
 pub mod types;
 
 pub use config::StorageConfig;
 pub use error::{StorageError, StorageResult};
+pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::*;

@@ -1,0 +1,182 @@
+//! The embedded SQLite backend (the default): one file in WAL mode, one writer thread with
+//! group commit ([`writer`]), a pool of reader threads ([`readers`]), counters and caches in
+//! tables of the same file (so a restart loses nothing), created and migrated on first
+//! start ([`schema`]).
+//!
+//! No SQLite call ever runs on an async thread: every [`Store`](crate::Store) method sends a
+//! closure to a thread and awaits a oneshot reply. Write methods enqueue when called (the
+//! ordering contract of [`crate::store`]) and reply only after their batch's COMMIT.
+//!
+//! The SQL lives in one file per area: [`users`], [`admin`], [`tokens`], [`messages`],
+//! [`unread`], [`sessions`], [`groups`], [`files`]; [`api`] maps the trait onto them.
+
+mod admin;
+mod api;
+mod files;
+mod groups;
+mod messages;
+mod readers;
+mod row;
+mod schema;
+mod sessions;
+mod tokens;
+mod unread;
+mod users;
+mod writer;
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::config::SqliteConfig;
+use crate::error::{StorageError, StorageResult};
+use crate::types::Timestamp;
+
+use readers::ReaderPool;
+use writer::{Tx, WriterHandle};
+
+/// Unix time in seconds (0 if the clock is before 1970; u32 holds it until 2106).
+pub(crate) fn unix_now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as Timestamp)
+}
+
+/// Counters for db_proxy's admin stats (latency histograms are db_proxy's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SqliteStats {
+    /// Writes answered (committed or failed).
+    pub writes: u64,
+    /// Writes queued and not answered yet.
+    pub write_queue: u64,
+    /// Transactions committed or attempted by the writer.
+    pub batches: u64,
+    /// Batches that failed as a whole (COMMIT or the transaction itself failed).
+    pub failed_batches: u64,
+    /// Largest number of writes in one transaction so far.
+    pub largest_batch: u64,
+    /// Time the writer spent in transactions, in microseconds (its utilisation).
+    pub writer_busy_us: u64,
+    /// Reads answered.
+    pub reads: u64,
+    /// Reads queued and not answered yet.
+    pub read_queue: u64,
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`; dropping it lets the threads finish the
+/// queued writes and exit, [`SqliteStore::close`] also waits for them.
+pub struct SqliteStore {
+    writer: WriterHandle,
+    readers: ReaderPool,
+    /// Completed (sender dropped) when each thread has closed its connection.
+    exited: Mutex<Vec<oneshot::Receiver<()>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating the file, its directory and the schema if missing, migrating an older
+    /// schema) and starts the writer and reader threads. The blocking work runs on those
+    /// threads, not on the caller's.
+    pub async fn open(config: &SqliteConfig) -> StorageResult<SqliteStore> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let writer = writer::spawn(config.clone(), ready_tx, exit_tx)?;
+        ready_rx
+            .await
+            .map_err(|_| StorageError::Open("the sqlite writer thread exited".into()))??;
+        let mut exited = vec![exit_rx];
+        let readers = match readers::spawn(config, config.readers, &mut exited).await {
+            Ok(r) => r,
+            Err(e) => {
+                writer.stop();
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            path = %config.path.display(),
+            readers = config.readers.max(1),
+            max_batch = config.max_batch,
+            synchronous = ?config.synchronous,
+            "sqlite store open"
+        );
+        Ok(SqliteStore {
+            writer,
+            readers,
+            exited: Mutex::new(exited),
+        })
+    }
+
+    /// Stops taking requests, lets the writer commit everything queued before, and waits
+    /// until every thread has closed its connection. Later calls fail with `Closed`.
+    pub async fn close(&self) {
+        let done = self.writer.stop();
+        self.readers.stop();
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+        let exited = match self.exited.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => Vec::new(),
+        };
+        for rx in exited {
+            let _ = rx.await;
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> SqliteStats {
+        let w = &self.writer.stats;
+        let r = &self.readers.stats;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        SqliteStats {
+            writes: load(&w.finished),
+            write_queue: load(&w.submitted).saturating_sub(load(&w.finished)),
+            batches: load(&w.batches),
+            failed_batches: load(&w.failed_batches),
+            largest_batch: load(&w.largest_batch),
+            writer_busy_us: load(&w.busy_us),
+            reads: load(&r.finished),
+            read_queue: load(&r.submitted).saturating_sub(load(&r.finished)),
+        }
+    }
+
+    /// Queues a write now; the future resolves after its batch committed.
+    fn write<T, F>(&self, op: F) -> impl Future<Output = StorageResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> StorageResult<T> + Send + 'static,
+    {
+        let pending = self.writer.submit(op);
+        async move {
+            match pending {
+                Ok(rx) => rx.await.unwrap_or(Err(StorageError::Closed)),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// Queues a read now on the reader pool.
+    fn read<T, F>(&self, f: F) -> impl Future<Output = StorageResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
+    {
+        let pending = self.readers.submit(f);
+        async move {
+            match pending {
+                Ok(rx) => rx.await.unwrap_or(Err(StorageError::Closed)),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}

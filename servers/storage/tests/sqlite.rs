@@ -1,0 +1,422 @@
+//! The SQLite backend: the conformance suite, plus what only this backend has (reopening,
+//! group commit, shutdown, schema, counters rebuilt from data) and an ignored throughput run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod conformance;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use im_storage::config::{SqliteConfig, SqliteSync};
+use im_storage::{
+    GroupKind, MessageContent, NewMessage, RequestId, SessionType, SqliteStore, StorageError,
+    Store, StoreOutcome,
+};
+use tempfile::TempDir;
+
+use conformance::{Ids, group_text, new_group, send, text};
+
+fn config(dir: &TempDir) -> SqliteConfig {
+    SqliteConfig {
+        path: dir.path().join("data/teamtalk.db"),
+        ..SqliteConfig::default()
+    }
+}
+
+/// A fresh store in its own temp dir (the dir lives as long as the case).
+async fn fresh() -> (SqliteStore, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&config(&dir)).await.unwrap();
+    (store, dir)
+}
+
+conformance_cases!(fresh);
+
+/// Everything (messages, id sequences, unread counters, tokens, groups) survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Ids::new();
+    let (a, b) = (ids.user(1), ids.user(2));
+    let g;
+    {
+        let store = SqliteStore::open(&config(&dir)).await.unwrap();
+        for i in 0..5 {
+            send(&store, text(a, b, &format!("m{i}"))).await;
+        }
+        g = new_group(&store, a, GroupKind::Normal, &[a, b]).await;
+        send(&store, group_text(a, g, "g")).await;
+        store.set_device_token(b, 0x11, "feed").await.unwrap();
+        store.set_group_shield(b, g, true).await.unwrap();
+        store.close().await;
+        let closed = store.store_message(text(a, b, "late")).await;
+        assert!(matches!(closed, Err(StorageError::Closed)), "{closed:?}");
+        assert!(matches!(store.unread(b).await, Err(StorageError::Closed)));
+    }
+    let store = SqliteStore::open(&config(&dir)).await.unwrap();
+    assert_eq!(store.unread_totals(&[b]).await.unwrap(), vec![(b, 6)]);
+    assert_eq!(send(&store, text(b, a, "after restart")).await, 6);
+    assert_eq!(send(&store, group_text(b, g, "g2")).await, 2);
+    assert_eq!(store.device_tokens(&[b]).await.unwrap()[0].token, "feed");
+    assert_eq!(
+        store.group_shields(g, &[b]).await.unwrap().unwrap(),
+        vec![(b, true)]
+    );
+    let h = store
+        .history(a, SessionType::Single, b, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(h.len(), 6);
+}
+
+/// `close` waits for the writes queued before it; they are all committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_finishes_queued_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Ids::new();
+    let (a, b) = (ids.user(1), ids.user(2));
+    let store = SqliteStore::open(&config(&dir)).await.unwrap();
+    let pending: Vec<_> = (0..300)
+        .map(|i| store.store_message(text(a, b, &format!("{i}"))))
+        .collect();
+    store.close().await;
+    let ids_got: Vec<_> = join_all(pending)
+        .await
+        .into_iter()
+        .map(|r| conformance::stored(r.unwrap()))
+        .collect();
+    assert_eq!(ids_got, (1..=300).collect::<Vec<_>>());
+    drop(store);
+    let store = SqliteStore::open(&config(&dir)).await.unwrap();
+    assert_eq!(
+        store
+            .latest_msg_id(a, SessionType::Single, b)
+            .await
+            .unwrap(),
+        300
+    );
+}
+
+/// Many writes in flight are committed in few transactions, and the stats say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_batches() {
+    let (store, _dir) = fresh().await;
+    let ids = Ids::new();
+    let futures: Vec<_> = (0..2_000u32)
+        .map(|i| store.store_message(text(ids.user(1 + i % 20), ids.user(100 + i % 7), "x")))
+        .collect();
+    for r in join_all(futures).await {
+        conformance::stored(r.unwrap());
+    }
+    let stats = store.stats();
+    assert_eq!(
+        (stats.writes, stats.write_queue, stats.failed_batches),
+        (2_000, 0, 0)
+    );
+    assert!(stats.batches < 2_000, "{stats:?}");
+    assert!(stats.largest_batch > 1, "{stats:?}");
+    assert!(stats.writer_busy_us > 0);
+}
+
+/// A failing write (a message to oneself) in a batch fails alone; the others commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failure_does_not_fail_the_batch() {
+    let (store, _dir) = fresh().await;
+    let ids = Ids::new();
+    let (a, b) = (ids.user(1), ids.user(2));
+    let futures: Vec<_> = (0..200)
+        .map(|i| {
+            let to = if i % 10 == 5 { a } else { b };
+            store.store_message(text(a, to, "x"))
+        })
+        .collect();
+    let results = join_all(futures).await;
+    let mut next = 1;
+    for (i, r) in results.into_iter().enumerate() {
+        if i % 10 == 5 {
+            assert!(matches!(r, Err(StorageError::Invalid(_))), "{i}: {r:?}");
+        } else {
+            assert_eq!(r.unwrap(), StoreOutcome::Stored(next), "{i}");
+            next += 1;
+        }
+    }
+    assert_eq!(store.stats().failed_batches, 0);
+    assert!(
+        store.stats().largest_batch > 1,
+        "the failures shared batches"
+    );
+}
+
+/// Counter rows lost (a database copied from MySQL without Redis) resume above the highest
+/// stored id; old request ids are pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_resume_above_stored_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Ids::new();
+    let (a, b) = (ids.user(1), ids.user(2));
+    let old = RequestId { origin: 42, seq: 1 };
+    let g;
+    {
+        let store = SqliteStore::open(&config(&dir)).await.unwrap();
+        for _ in 0..7 {
+            send(&store, text(a, b, "x")).await;
+        }
+        g = new_group(&store, a, GroupKind::Normal, &[a, b]).await;
+        for _ in 0..3 {
+            send(&store, group_text(a, g, "x")).await;
+        }
+        store.close().await;
+    }
+    {
+        let conn = rusqlite::Connection::open(config(&dir).path).unwrap();
+        conn.execute_batch(
+            "DELETE FROM IMCacheMsgId; DELETE FROM IMCacheGroupCounter; \
+             INSERT INTO IMRequestDedup (origin, seq, msgId, created) VALUES (42, 1, 9, 0);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&config(&dir)).await.unwrap();
+    assert_eq!(send(&store, text(b, a, "x")).await, 8);
+    assert_eq!(send(&store, group_text(b, g, "x")).await, 4);
+    // The first batch after opening pruned the ancient request id.
+    let msg = NewMessage {
+        request_id: Some(old),
+        ..text(a, b, "retry of something very old")
+    };
+    assert_eq!(
+        store.store_message(msg).await.unwrap(),
+        StoreOutcome::Stored(9)
+    );
+}
+
+/// The tables mirror the MySQL ones: same names and columns (STORAGE.md section 2).
+#[tokio::test]
+async fn tables_mirror_mysql() {
+    let (store, dir) = fresh().await;
+    store.close().await;
+    let conn = rusqlite::Connection::open(config(&dir).path).unwrap();
+    let columns = |table: &str| -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(1))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let expect: &[(&str, &str)] = &[
+        ("IMAdmin", "id uname pwd status created updated"),
+        ("IMAudio", "id fromId toId path size duration created"),
+        (
+            "IMDepart",
+            "id departName priority parentId status created updated",
+        ),
+        (
+            "IMDiscovery",
+            "id itemName itemUrl itemPriority status created updated",
+        ),
+        (
+            "IMGroup",
+            "id name avatar creator type userCnt status version lastChated updated created",
+        ),
+        ("IMGroupMember", "id groupId userId status created updated"),
+        (
+            "IMRecentSession",
+            "id userId peerId type status created updated",
+        ),
+        ("IMRelationShip", "id smallId bigId status created updated"),
+        (
+            "IMUser",
+            "id sex name domain nick password salt phone email avatar departId status created \
+             updated push_shield_status sign_info",
+        ),
+        (
+            "IMTransmitFile",
+            "id fromId toId fileName size taskId status created updated",
+        ),
+    ];
+    for (table, cols) in expect {
+        assert_eq!(columns(table).join(" "), *cols, "{table}");
+    }
+    for n in 0..8 {
+        assert_eq!(
+            columns(&format!("IMMessage_{n}")).join(" "),
+            "id relateId fromId toId msgId content type status updated created"
+        );
+        assert_eq!(
+            columns(&format!("IMGroupMessage_{n}")).join(" "),
+            "id groupId userId msgId content type status updated created"
+        );
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+/// Messages land in the shard of their relation / group, as in the original.
+#[tokio::test]
+async fn messages_are_sharded() {
+    let (store, dir) = fresh().await;
+    let ids = Ids::new();
+    let mut groups = Vec::new();
+    for n in 0..10 {
+        send(&store, text(ids.user(1), ids.user(10 + n), "x")).await;
+        let g = new_group(&store, ids.user(1), GroupKind::Normal, &[ids.user(1)]).await;
+        send(&store, group_text(ids.user(1), g, "x")).await;
+        groups.push(g);
+    }
+    store.close().await;
+    let conn = rusqlite::Connection::open(config(&dir).path).unwrap();
+    for n in 0..8 {
+        let wrong: u32 = conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM IMMessage_{n} WHERE relateId % 8 != {n}"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(wrong, 0);
+        let wrong: u32 = conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM IMGroupMessage_{n} WHERE groupId % 8 != {n}"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(wrong, 0);
+    }
+    let total: u32 = (0..8)
+        .map(|n| {
+            conn.query_row(&format!("SELECT COUNT(*) FROM IMMessage_{n}"), [], |r| {
+                r.get::<_, u32>(0)
+            })
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 10);
+    // Voice content is the IMAudio id as decimal text.
+    drop(conn);
+    let store = SqliteStore::open(&config(&dir)).await.unwrap();
+    let audio = NewMessage {
+        msg_type: im_storage::MsgType::SingleAudio,
+        content: im_storage::NewContent::Audio {
+            path: "p".into(),
+            size: 1,
+            duration: 2,
+        },
+        ..text(ids.user(1), ids.user(10), "")
+    };
+    send(&store, audio).await;
+    let h = store
+        .history(ids.user(1), SessionType::Single, ids.user(10), 0, 1)
+        .await
+        .unwrap();
+    let MessageContent::Audio(a) = &h[0].content else {
+        panic!("audio expected")
+    };
+    store.close().await;
+    let conn = rusqlite::Connection::open(config(&dir).path).unwrap();
+    let content: Vec<u8> = (0..8)
+        .find_map(|n| {
+            conn.query_row(
+                &format!("SELECT content FROM IMMessage_{n} WHERE type = 2"),
+                [],
+                |r| r.get(0),
+            )
+            .ok()
+        })
+        .unwrap();
+    assert_eq!(content, a.id.to_string().into_bytes());
+}
+
+/// Opening where the file cannot be created fails with a message naming the path.
+#[tokio::test]
+async fn open_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let cfg = SqliteConfig {
+        path: blocker.join("x.db"),
+        ..SqliteConfig::default()
+    };
+    let err = SqliteStore::open(&cfg).await.unwrap_err();
+    assert!(matches!(err, StorageError::Open(_)), "{err:?}");
+    assert!(err.to_string().contains("file"), "{err}");
+    // Not a database at all.
+    let cfg = SqliteConfig {
+        path: blocker,
+        ..SqliteConfig::default()
+    };
+    assert!(matches!(
+        SqliteStore::open(&cfg).await,
+        Err(StorageError::Open(_))
+    ));
+}
+
+/// Throughput of single-message stores with many in flight (100-byte bodies), for the
+/// report: `cargo test --release -p im-storage --test sqlite -- --ignored --nocapture`.
+/// Set `IM_BENCH_SYNC=normal` to compare with `synchronous=NORMAL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn throughput() {
+    let sync = match std::env::var("IM_BENCH_SYNC").as_deref() {
+        Ok("normal") => SqliteSync::Normal,
+        _ => SqliteSync::Full,
+    };
+    for submitters in [64usize, 256, 1024] {
+        let dir =
+            tempfile::tempdir_in(std::env::var("IM_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+                .unwrap();
+        let cfg = SqliteConfig {
+            synchronous: sync,
+            ..config(&dir)
+        };
+        let store = Arc::new(SqliteStore::open(&cfg).await.unwrap());
+        let per_task = 100_000 / submitters;
+        let body = "x".repeat(100);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..submitters)
+            .map(|t| {
+                let (store, body) = (store.clone(), body.clone());
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(per_task);
+                    // Each submitter talks to its own peers, 1,000 conversations in all.
+                    for i in 0..per_task {
+                        let from = 1 + (t % 500) as u32;
+                        let to = 1_000 + ((t + i) % 2) as u32;
+                        let begin = Instant::now();
+                        let r = store.store_message(text(from, to, &body)).await.unwrap();
+                        assert!(matches!(r, StoreOutcome::Stored(_)));
+                        lat.push(begin.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat: Vec<Duration> = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        let elapsed = started.elapsed();
+        lat.sort_unstable();
+        let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        let stats = store.stats();
+        println!(
+            "sqlite store_message, synchronous={sync:?}, {submitters} submitters: {} msgs in \
+             {elapsed:.2?} = {:.0} msgs/s; latency p50 {:.2?} p99 {:.2?} max {:.2?}; {} batches \
+             (avg {:.0}, largest {})",
+            lat.len(),
+            lat.len() as f64 / elapsed.as_secs_f64(),
+            q(0.5),
+            q(0.99),
+            lat[lat.len() - 1],
+            stats.batches,
+            stats.writes as f64 / stats.batches as f64,
+            stats.largest_batch,
+        );
+        store.close().await;
+    }
+}
