@@ -1,0 +1,8 @@
+//! msg_server over real sockets: a fake db_proxy, real route_servers, scripted push_server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod chat;
+mod cluster;
+mod fake_db;
+mod harness;
+mod login;
