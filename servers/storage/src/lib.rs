@@ -11,13 +11,16 @@
 
 pub mod config;
 pub mod error;
+pub mod mysql;
 pub mod password;
+pub mod redis_cache;
 pub mod sqlite;
 pub mod store;
 pub mod types;
 
 pub use config::StorageConfig;
 pub use error::{StorageError, StorageResult};
+pub use mysql::MysqlStore;
 pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::*;
