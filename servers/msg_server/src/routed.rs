@@ -20,7 +20,7 @@ use im_proto::{Command, Pdu, cid};
 use crate::server::Server;
 use crate::state::PcLogin;
 use crate::state::dedup::MsgKey;
-use crate::wire::client_frame;
+use crate::wire::{body_hash, client_frame, stamp_of};
 
 fn decode<M: Command>(s: &Server, pdu: &Pdu) -> Option<M> {
     match pdu.decode::<M>() {
@@ -37,6 +37,18 @@ fn decode<M: Command>(s: &Server, pdu: &Pdu) -> Option<M> {
 /// One PDU from a route_server link.
 pub async fn handle(s: &Arc<Server>, pdu: Pdu) {
     s.metrics.routed_in.inc();
+    if pdu.command_id() != cid::CID_MSG_DATA
+        && let Some(stamp) = stamp_of(&pdu)
+        && !s.recent.first_time(MsgKey::Stamped(
+            pdu.command_id(),
+            stamp,
+            body_hash(&pdu.body),
+        ))
+    {
+        // A notify our resend window sent again.
+        s.metrics.dup_drops.inc();
+        return;
+    }
     match pdu.command_id() {
         cid::CID_MSG_DATA => msg_data(s, &pdu).await,
         cid::CID_MSG_READ_NOTIFY => read_notify(s, &pdu),

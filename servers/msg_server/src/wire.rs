@@ -72,19 +72,47 @@ pub fn strip_attach(body: &Bytes) -> Option<Bytes> {
     Some(out.freeze())
 }
 
-/// `pdu` as a client should receive it unsolicited: seq 0 and no `attach_data`. The frame is
-/// the received bytes when nothing needs changing.
+/// `pdu` as a client should receive it unsolicited: seq 0, no `attach_data`, and no route
+/// stamp ([`stamp`]). The frame is the received bytes when nothing needs changing.
 pub fn client_frame(pdu: &Pdu) -> Bytes {
     let body = strip_attach(&pdu.body);
-    if pdu.header.seq_num == 0 && body.is_none() {
+    let h = &pdu.header;
+    if h.seq_num == 0 && h.flag == 0 && h.reserved == 0 && body.is_none() {
         return pdu.to_frame();
     }
-    let h = &pdu.header;
     Pdu::new(
-        Header { seq_num: 0, ..*h },
+        Header {
+            seq_num: 0,
+            flag: 0,
+            reserved: 0,
+            ..*h
+        },
         body.unwrap_or_else(|| pdu.body.clone()),
     )
     .to_frame()
+}
+
+/// Marks a notify we route with a per-process number in the header's `flag` and `reserved`
+/// fields, which TeamTalk writes as 0 and never reads (PROTOCOL.md 2). route_server relays
+/// frames as bytes, so the receiving msg_servers see the stamp and can drop the copies the
+/// resend window sends again, without anything new in the bodies that an original server
+/// would have to understand. Clients never see it ([`client_frame`] clears it).
+pub fn stamp(pdu: &mut Pdu, stamp: u32) {
+    pdu.header.flag = (stamp >> 16) as u16;
+    pdu.header.reserved = stamp as u16;
+}
+
+/// The stamp of a routed PDU, `None` when it carries none.
+pub fn stamp_of(pdu: &Pdu) -> Option<u32> {
+    let s = (u32::from(pdu.header.flag) << 16) | u32::from(pdu.header.reserved);
+    (s != 0).then_some(s)
+}
+
+/// FNV-1a of a body (identifies a stamped notify together with its stamp).
+pub fn body_hash(body: &[u8]) -> u64 {
+    body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// `pdu` as the answer to a client request: the client's seq and no `attach_data`.
@@ -162,6 +190,16 @@ mod tests {
         assert_eq!(frame, clean.to_frame());
         // Already clean: the very same bytes.
         assert_eq!(client_frame(&clean), clean.to_frame());
+        let mut stamped = clean.clone();
+        stamp(&mut stamped, 0x0001_0002);
+        assert_eq!(stamp_of(&stamped), Some(0x0001_0002));
+        assert_eq!(stamp_of(&clean), None);
+        assert_eq!(client_frame(&stamped), clean.to_frame());
+        let mut stamped = clean.clone();
+        stamp(&mut stamped, 0x0001_0002);
+        assert_eq!(stamp_of(&stamped), Some(0x0001_0002));
+        assert_eq!(stamp_of(&clean), None);
+        assert_eq!(client_frame(&stamped), clean.to_frame());
         let r = reply_frame(&pdu, 9);
         assert_eq!(&r[12..14], &[0, 9]);
         assert_eq!(&r[16..], &clean.body[..]);

@@ -74,11 +74,11 @@ pub(super) async fn remove_session(h: &mut ClientHandler, conn: &Conn, auth: &Au
             session_type: SessionType::Single as i32,
             session_id: req.session_id,
         };
-        let frame = Pdu::from_msg(&notify, 0).to_frame();
+        let pdu = Pdu::from_msg(&notify, 0);
         h.server
             .sessions
-            .send_to_user(auth.user_id, &frame, Some(conn.id()));
-        h.server.routes.send(frame, true);
+            .send_to_user(auth.user_id, &pdu.to_frame(), Some(conn.id()));
+        h.server.routes.send_notify(pdu);
     }
 }
 
@@ -202,13 +202,14 @@ pub(super) async fn change_sign_info(h: &mut ClientHandler, conn: &Conn, auth: &
                 changed_user_id: user,
                 sign_info: rsp.sign_info.unwrap_or(req.sign_info),
             };
-            let frame = Pdu::from_msg(&notify, 0).to_frame();
+            let pdu = Pdu::from_msg(&notify, 0);
             if s.routes.is_empty() {
+                let frame = pdu.to_frame();
                 tokio::spawn(async move {
                     s.sessions.broadcast(&frame, |_| true).await;
                 });
             } else {
-                s.routes.send(frame, true);
+                s.routes.send_notify(pdu);
             }
         },
     )

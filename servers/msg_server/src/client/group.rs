@@ -125,8 +125,9 @@ pub(super) async fn change_member(h: &mut ClientHandler, conn: &Conn, auth: &Aut
                 cur_user_id_list: rsp.cur_user_id_list,
                 chg_user_id_list: rsp.chg_user_id_list,
             };
-            let frame = Pdu::from_msg(&notify, 0).to_frame();
-            s.routes.send(frame.clone(), true);
+            let pdu = Pdu::from_msg(&notify, 0);
+            let frame = pdu.to_frame();
+            s.routes.send_notify(pdu);
             let mut users: Vec<u32> = notify
                 .cur_user_id_list
                 .iter()

@@ -156,10 +156,10 @@ pub(super) fn read_ack(h: &mut ClientHandler, conn: &Conn, auth: &Auth, pdu: Pdu
         msg_id: ack.msg_id,
         session_type: ack.session_type,
     };
-    let frame = Pdu::from_msg(&notify, 0).to_frame();
+    let pdu = Pdu::from_msg(&notify, 0);
     s.sessions
-        .send_to_user(auth.user_id, &frame, Some(conn.id()));
-    s.routes.send(frame, true);
+        .send_to_user(auth.user_id, &pdu.to_frame(), Some(conn.id()));
+    s.routes.send_notify(pdu);
 }
 
 /// `CID_MSG_TIME_REQUEST`: answered here.

@@ -1,5 +1,6 @@
-//! Routed messages seen recently, to drop the duplicates that the resend window (Decisions 7)
-//! produces on purpose.
+//! Routed PDUs seen recently, to drop the duplicates that the resend window (Decisions 7)
+//! produces on purpose: messages by (session, msg_id), our own notifies by the stamp their
+//! sender put in the unused header fields.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -12,6 +13,8 @@ pub enum MsgKey {
     Single(u32, u32, u32),
     /// Group chat: the group and the msg_id.
     Group(u32, u32),
+    /// A notify stamped by one of our msg_servers: command, stamp, hash of the body.
+    Stamped(u16, u32, u64),
 }
 
 impl MsgKey {

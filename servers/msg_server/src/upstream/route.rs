@@ -12,6 +12,7 @@
 //! is what lets a route_server restart lose nothing that was acked meanwhile.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,8 @@ struct Inner {
 pub struct RouteLinks {
     links: Vec<Upstream>,
     inner: Mutex<Inner>,
+    /// Next stamp for routed notifies ([`crate::wire::stamp`]).
+    next_stamp: AtomicU32,
     keep: Duration,
     metrics: Metrics,
 }
@@ -144,6 +147,9 @@ impl RouteLinks {
                 window: VecDeque::new(),
             }),
             links,
+            // Random start: a restarted msg_server does not repeat the stamps that the
+            // receivers of its previous life still remember.
+            next_stamp: AtomicU32::new(rand::random()),
             keep,
             metrics,
         }
@@ -260,7 +266,8 @@ impl RouteLinks {
     }
 
     /// Sends a PDU "to route": to the target; `windowed` ones are kept for resending (and
-    /// wait in the window while no link is up).
+    /// wait in the window while no link is up). Only messages (de-duplicated by session and
+    /// msg_id) are windowed this way; notifies go through [`RouteLinks::send_notify`].
     pub fn send(&self, frame: Bytes, windowed: bool) {
         if self.links.is_empty() {
             return;
@@ -276,6 +283,17 @@ impl RouteLinks {
         {
             self.metrics.routed_out.inc();
         }
+    }
+
+    /// Sends a notify "to route", windowed and stamped so that receivers drop the copies
+    /// that resends produce.
+    pub fn send_notify(&self, mut pdu: Pdu) {
+        let mut n = 0;
+        while n == 0 {
+            n = self.next_stamp.fetch_add(1, Ordering::Relaxed);
+        }
+        crate::wire::stamp(&mut pdu, n);
+        self.send(pdu.to_frame(), true);
     }
 
     /// Sends a PDU to every live link (status updates, FLOWS.md 1.2). Callers hold the

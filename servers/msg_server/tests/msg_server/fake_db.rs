@@ -9,9 +9,14 @@ use bytes::Bytes;
 use im_common::{CancellationToken, Conn, ConnRegistry, Handler, ServeOptions, serve};
 use im_proto::attach::RequestTag;
 use im_proto::base::{GroupInfo, MsgInfo, ShieldStatus, UnreadInfo, UserInfo, UserTokenInfo};
-use im_proto::buddy::{ImUsersInfoReq, ImUsersInfoRsp};
+use im_proto::buddy::{
+    ImChangeSignInfoReq, ImChangeSignInfoRsp, ImRemoveSessionReq, ImRemoveSessionRsp,
+    ImUsersInfoReq, ImUsersInfoRsp,
+};
 use im_proto::crypto::password_digest;
-use im_proto::group::{ImGroupInfoListReq, ImGroupInfoListRsp};
+use im_proto::group::{
+    ImGroupChangeMemberReq, ImGroupChangeMemberRsp, ImGroupInfoListReq, ImGroupInfoListRsp,
+};
 use im_proto::login::{ImDeviceTokenReq, ImDeviceTokenRsp};
 use im_proto::message::{
     ImGetMsgListReq, ImGetMsgListRsp, ImMsgData, ImMsgDataReadAck, ImUnreadMsgCntReq,
@@ -51,6 +56,8 @@ pub struct DbState {
     pub tokens: HashMap<u32, (i32, String)>,
     /// How stores are answered.
     pub store_mode: StoreMode,
+    /// Stores are answered this much later.
+    pub store_delay: Option<std::time::Duration>,
     /// Store requests received (retries included).
     pub store_requests: u32,
     /// Request tags seen, with the msg_id they got.
@@ -131,6 +138,7 @@ impl FakeDb {
             muted: HashSet::new(),
             tokens: HashMap::new(),
             store_mode: StoreMode::Ok,
+            store_delay: None,
             store_requests: 0,
             tags: HashMap::new(),
             commands: Vec::new(),
@@ -191,13 +199,26 @@ fn conv(m: &ImMsgData) -> (bool, u32, u32) {
 
 impl Handler for DbConn {
     async fn on_pdu(&mut self, conn: &Conn, pdu: Pdu) {
-        let reply = {
+        let (reply, delay) = {
             let mut st = self.state.lock().unwrap();
             st.commands.push(pdu.command_id());
-            answer(&mut st, &pdu)
+            let delay = st
+                .store_delay
+                .filter(|_| pdu.command_id() == cid::CID_MSG_DATA);
+            (answer(&mut st, &pdu), delay)
         };
-        if let Some(r) = reply {
-            let _ = conn.send_pdu(&r);
+        let Some(r) = reply else { return };
+        match delay {
+            None => {
+                let _ = conn.send_pdu(&r);
+            }
+            Some(d) => {
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = conn.send_pdu(&r);
+                });
+            }
         }
     }
 }
@@ -417,6 +438,56 @@ fn answer(st: &mut DbState, pdu: &Pdu) -> Option<Pdu> {
                 user_info_list,
                 // Echoed so that a test can check msg_server strips it toward the client.
                 attach_data: Some(Bytes::from_static(b"db-private")),
+            }))
+        }
+        cid::CID_GROUP_CHANGE_MEMBER_REQUEST => {
+            let req = pdu.decode::<ImGroupChangeMemberReq>().ok()?;
+            let g = st.groups.get_mut(&req.group_id)?;
+            let ok = req.user_id == g.group_creator_id;
+            if ok {
+                for u in &req.member_id_list {
+                    if req.change_type == 1 {
+                        if !g.group_member_list.contains(u) {
+                            g.group_member_list.push(*u);
+                        }
+                    } else {
+                        g.group_member_list.retain(|m| m != u);
+                    }
+                }
+                g.version += 1;
+            }
+            Some(pdu.reply(&ImGroupChangeMemberRsp {
+                user_id: req.user_id,
+                change_type: req.change_type,
+                result_code: u32::from(!ok),
+                group_id: req.group_id,
+                cur_user_id_list: if ok {
+                    g.group_member_list.clone()
+                } else {
+                    vec![]
+                },
+                chg_user_id_list: if ok { req.member_id_list } else { vec![] },
+                attach_data: req.attach_data,
+            }))
+        }
+        cid::CID_BUDDY_LIST_CHANGE_SIGN_INFO_REQUEST => {
+            let req = pdu.decode::<ImChangeSignInfoReq>().ok()?;
+            Some(pdu.reply(&ImChangeSignInfoRsp {
+                user_id: req.user_id,
+                result_code: 0,
+                sign_info: Some(req.sign_info),
+                attach_data: req.attach_data,
+            }))
+        }
+        cid::CID_BUDDY_LIST_REMOVE_SESSION_REQ => {
+            let req = pdu.decode::<ImRemoveSessionReq>().ok()?;
+            st.unread.remove(&(req.user_id, req.session_id));
+            Some(pdu.reply(&ImRemoveSessionRsp {
+                user_id: req.user_id,
+                result_code: 0,
+                session_type: req.session_type,
+                session_id: req.session_id,
+                attach_data: req.attach_data,
             }))
         }
         _ => None,

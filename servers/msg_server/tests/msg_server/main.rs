@@ -6,3 +6,4 @@ mod cluster;
 mod fake_db;
 mod harness;
 mod login;
+mod notify;
