@@ -104,7 +104,7 @@ pub(super) async fn login(h: &mut ClientHandler, conn: &Conn, pdu: Pdu) {
         }
     };
     let info = match (rsp.result_code, rsp.user_info) {
-        (0, Some(info)) => info,
+        (0, Some(info)) if info.user_id != 0 => info,
         (code, _) => {
             s.throttle.failed(ip);
             tracing::info!(peer = %conn.peer(), result = code, "login refused by db_proxy");

@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU32;
 use std::task::Poll;
 use std::time::Instant;
 
-use im_common::{Conn, Handler};
+use im_common::{Conn, Handler, SendError};
 use im_proto::command::is_mobile_client;
 use im_proto::{Command, Pdu, cid};
 
@@ -143,7 +143,14 @@ pub(crate) async fn relay_db(
         match s.db.request(key, request, expect).await {
             Ok(reply) => {
                 after(&s, &reply);
-                let _ = conn.send_frame(reply_frame(&reply, seq));
+                if let Err(e @ SendError::TooLarge { .. }) =
+                    conn.send_frame(reply_frame(&reply, seq))
+                {
+                    // Decisions 2: db_proxy cuts long lists; anything still too big for a
+                    // client is dropped rather than breaking the client's decoder.
+                    tracing::warn!(conn_id = conn.id(), user_id = conn.user_id(), cmd = name,
+                        error = %e, "answer too large for a client; dropped");
+                }
             }
             Err(e) => {
                 tracing::info!(conn_id = conn.id(), user_id = conn.user_id(), cmd = name,

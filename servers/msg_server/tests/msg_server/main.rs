@@ -7,3 +7,4 @@ mod fake_db;
 mod harness;
 mod login;
 mod notify;
+mod original;
