@@ -260,56 +260,7 @@ async fn redis_loss_keeps_ids_and_members() {
         return;
     };
     let store = env.open().await;
-    redis_loss(&env, &store).await;
-}
-
-/// Shared with the cluster test.
-pub async fn redis_loss(env: &TestEnv, store: &MysqlStore) {
-    let ids = Ids::new();
-    let (a, b, c) = (ids.user(1), ids.user(2), ids.user(3));
-    for i in 0..5 {
-        send(store, text(a, b, &format!("{i}"))).await;
-    }
-    let g = new_group(store, a, GroupKind::Normal, &[a, b]).await;
-    store
-        .change_members(a, g, im_storage::MemberChange::Add, &[c])
-        .await
-        .unwrap();
-    for i in 0..3 {
-        send(store, group_text(b, g, &format!("{i}"))).await;
-    }
-    let before = store.group_members(g).await.unwrap().unwrap();
-
-    env.flush_redis().await;
-
-    assert_eq!(
-        send(store, text(b, a, "after")).await,
-        6,
-        "continues above the stored ids"
-    );
-    assert_eq!(send(store, group_text(c, g, "after")).await, 4);
-    let mut after = store.group_members(g).await.unwrap().unwrap();
-    after.sort_by_key(|m| m.user_id);
-    let mut before = before;
-    before.sort_by_key(|m| m.user_id);
-    assert_eq!(after, before, "members and join times rebuilt");
-    let h = store
-        .history(c, SessionType::Group, g, 0, 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        h.iter().map(|m| m.msg_id).collect::<Vec<_>>(),
-        vec![4, 3, 2, 1]
-    );
-    let stats = store.stats();
-    assert!(stats.reseeded_sequences >= 2, "{stats:?}");
-    assert!(stats.rebuilt_member_hashes >= 1, "{stats:?}");
-    // Group info and a member change work on the rebuilt hash.
-    assert_eq!(store.groups(&[g]).await.unwrap()[0].members.len(), 3);
-    assert_eq!(
-        store.group_shields(g, &[a]).await.unwrap(),
-        Some(vec![(a, false)])
-    );
+    mysql_support::redis_loss(&env, &store).await;
 }
 
 /// Loads fixtures/sql/teamtalk_original.sql into the test's database.
@@ -769,7 +720,8 @@ async fn throughput() {
     let stats = store.stats();
     println!(
         "mysql throughput: {total} messages in {:.2} s = {:.0} msg/s; latency p50 {:?} p99 {:?} max {:?}; \
-         {in_flight} in flight; batches {} (largest {}); innodb_flush_log_at_trx_commit={flush}",
+         {in_flight} in flight; batches {} (largest {}); writer time: prepare {} ms, commit {} ms, \
+         redis after commit {} ms; innodb_flush_log_at_trx_commit={flush}",
         elapsed.as_secs_f64(),
         f64::from(total) / elapsed.as_secs_f64(),
         pct(0.5),
@@ -777,5 +729,8 @@ async fn throughput() {
         lat[lat.len() - 1],
         stats.batches,
         stats.largest_batch,
+        stats.prepare_us / 1000,
+        stats.commit_us / 1000,
+        stats.after_commit_us / 1000,
     );
 }

@@ -69,6 +69,9 @@ pub(crate) struct Counters {
     pub reseeded_sequences: AtomicU64,
     pub rebuilt_member_hashes: AtomicU64,
     pub cache_errors_after_commit: AtomicU64,
+    pub prepare_us: AtomicU64,
+    pub commit_us: AtomicU64,
+    pub after_commit_us: AtomicU64,
 }
 
 /// State shared by the writer task and the readers.
@@ -113,6 +116,13 @@ pub struct MysqlStats {
     pub rebuilt_member_hashes: u64,
     /// Redis updates that failed after a commit (the data is stored; counters may be off).
     pub cache_errors_after_commit: u64,
+    /// Time the writer spent preparing batches (de-duplication, membership, relations, id
+    /// allocation), in microseconds.
+    pub prepare_us: u64,
+    /// Time the writer spent in batch transactions (including retries), in microseconds.
+    pub commit_us: u64,
+    /// Time the writer spent updating Redis counters after commits, in microseconds.
+    pub after_commit_us: u64,
     /// Redis round trips and failures.
     pub cache: CacheStats,
 }
@@ -199,6 +209,9 @@ impl MysqlStore {
             reseeded_sequences: c.reseeded_sequences.load(Ordering::Relaxed),
             rebuilt_member_hashes: c.rebuilt_member_hashes.load(Ordering::Relaxed),
             cache_errors_after_commit: c.cache_errors_after_commit.load(Ordering::Relaxed),
+            prepare_us: c.prepare_us.load(Ordering::Relaxed),
+            commit_us: c.commit_us.load(Ordering::Relaxed),
+            after_commit_us: c.after_commit_us.load(Ordering::Relaxed),
             cache: self.inner.cache.stats(),
         }
     }

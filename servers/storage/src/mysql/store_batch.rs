@@ -18,7 +18,8 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::MySqlConnection;
 use tokio::sync::oneshot;
@@ -109,13 +110,26 @@ pub async fn apply(inner: &Inner, state: &mut WriterState, ops: Vec<WriteOp>) {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.batched_messages.fetch_add(count, Ordering::Relaxed);
         c.largest_batch.fetch_max(count, Ordering::Relaxed);
+        let started = Instant::now();
         if let Err(e) = prepare(inner, state, &mut items).await {
             fail_open(&mut items, &e);
         }
+        let prepared = Instant::now();
         store(inner, &mut items).await;
+        add_micros(&c.prepare_us, prepared - started);
+        add_micros(&c.commit_us, prepared.elapsed());
     }
+    let started = Instant::now();
     after_commit(inner, &mut items).await;
+    add_micros(&inner.counters.after_commit_us, started.elapsed());
     reply(items);
+}
+
+fn add_micros(counter: &AtomicU64, d: Duration) {
+    counter.fetch_add(
+        u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
 }
 
 fn msgs_mut(items: &mut [Item]) -> impl Iterator<Item = &mut Msg> {
