@@ -407,7 +407,7 @@ async fn throughput() {
         println!(
             "sqlite store_message, synchronous={sync:?}, {submitters} submitters: {} msgs in \
              {elapsed:.2?} = {:.0} msgs/s; latency p50 {:.2?} p99 {:.2?} max {:.2?}; {} batches \
-             (avg {:.0}, largest {})",
+             (avg {:.0}, largest {}), writer busy {:.0}%",
             lat.len(),
             lat.len() as f64 / elapsed.as_secs_f64(),
             q(0.5),
@@ -416,6 +416,7 @@ async fn throughput() {
             stats.batches,
             stats.writes as f64 / stats.batches as f64,
             stats.largest_batch,
+            stats.writer_busy_us as f64 / elapsed.as_micros() as f64 * 100.0,
         );
         store.close().await;
     }

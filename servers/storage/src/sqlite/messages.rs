@@ -492,8 +492,9 @@ pub(super) fn last_group(
     raw.map(|r| finish(conn, r)).transpose()
 }
 
-/// Newest message of a conversation of `user` (single: of the pair; group: of the group).
-pub(super) fn last_of(
+/// Newest message of a conversation that `user` may read: single, the pair's newest; group,
+/// the newest created at or after the user's join time (none for a non-member).
+pub(super) fn last_visible(
     conn: &Connection,
     user: UserId,
     session_type: SessionType,
@@ -504,7 +505,16 @@ pub(super) fn last_of(
             Some(relate) => last_single(conn, relate),
             None => Ok(None),
         },
-        SessionType::Group => last_group(conn, peer),
+        SessionType::Group => {
+            let Some(joined) = join_time(conn, peer, user)? else {
+                return Ok(None);
+            };
+            let raw = conn
+                .prepare_cached(GROUP_HISTORY[shard(peer)])?
+                .query_row((peer, MsgId::MAX, joined, 1), raw_group)
+                .optional()?;
+            raw.map(|r| finish(conn, r)).transpose()
+        }
     }
 }
 
@@ -515,8 +525,17 @@ pub(super) fn latest_id(
     session_type: SessionType,
     peer: u32,
 ) -> StorageResult<MsgId> {
-    if session_type == SessionType::Group && join_time(conn, peer, user)?.is_none() {
-        return Ok(0);
-    }
-    Ok(last_of(conn, user, session_type, peer)?.map_or(0, |m| m.msg_id))
+    let last = match session_type {
+        SessionType::Single => match relation(conn, user, peer)? {
+            Some(relate) => last_single(conn, relate)?,
+            None => None,
+        },
+        SessionType::Group => {
+            if join_time(conn, peer, user)?.is_none() {
+                return Ok(0);
+            }
+            last_group(conn, peer)?
+        }
+    };
+    Ok(last.map_or(0, |m| m.msg_id))
 }

@@ -1,17 +1,25 @@
-//! The embedded SQLite backend (the default): one file in WAL mode, one writer thread with
-//! group commit ([`writer`]), a pool of reader threads ([`readers`]), counters and caches in
-//! tables of the same file (so a restart loses nothing), created and migrated on first
-//! start ([`schema`]).
+//! The embedded SQLite backend (the default): one file in WAL mode, created and migrated on
+//! first start ([`schema`]), with counters and caches in tables of the same file, so a restart
+//! loses nothing.
+//!
+//! Threads, each with its own connection:
+//! * [`writer`]: every write, in submission order, group-committed (many writes, one
+//!   transaction);
+//! * [`syncer`]: with `synchronous = "full"`, fsyncs the WAL after each commit and only then
+//!   answers the batch's writes, while the writer already runs the next batch;
+//! * [`checkpoint`]: copies the WAL back into the database file, off the writer's path;
+//! * [`readers`]: `readers` read-only connections serving every read.
 //!
 //! No SQLite call ever runs on an async thread: every [`Store`](crate::Store) method sends a
 //! closure to a thread and awaits a oneshot reply. Write methods enqueue when called (the
-//! ordering contract of [`crate::store`]) and reply only after their batch's COMMIT.
+//! ordering contract of [`crate::store`]) and reply only once their batch is durable.
 //!
 //! The SQL lives in one file per area: [`users`], [`admin`], [`tokens`], [`messages`],
 //! [`unread`], [`sessions`], [`groups`], [`files`]; [`api`] maps the trait onto them.
 
 mod admin;
 mod api;
+mod checkpoint;
 mod files;
 mod groups;
 mod messages;
@@ -19,6 +27,7 @@ mod readers;
 mod row;
 mod schema;
 mod sessions;
+mod syncer;
 mod tokens;
 mod unread;
 mod users;
@@ -31,7 +40,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::config::SqliteConfig;
+use crate::config::{SqliteConfig, SqliteSync};
 use crate::error::{StorageError, StorageResult};
 use crate::types::Timestamp;
 
@@ -71,6 +80,8 @@ pub struct SqliteStats {
 pub struct SqliteStore {
     writer: WriterHandle,
     readers: ReaderPool,
+    /// Stops the checkpoint thread (sent or dropped).
+    checkpoint_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Completed (sender dropped) when each thread has closed its connection.
     exited: Mutex<Vec<oneshot::Receiver<()>>>,
 }
@@ -88,13 +99,22 @@ impl SqliteStore {
     /// schema) and starts the writer and reader threads. The blocking work runs on those
     /// threads, not on the caller's.
     pub async fn open(config: &SqliteConfig) -> StorageResult<SqliteStore> {
+        let mut exited = Vec::new();
+        let syncer = match config.synchronous {
+            SqliteSync::Full => {
+                let (exit_tx, exit_rx) = oneshot::channel();
+                exited.push(exit_rx);
+                Some(syncer::spawn(&config.path, exit_tx)?)
+            }
+            SqliteSync::Normal => None,
+        };
         let (ready_tx, ready_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = oneshot::channel();
-        let writer = writer::spawn(config.clone(), ready_tx, exit_tx)?;
+        exited.push(exit_rx);
+        let writer = writer::spawn(config.clone(), syncer, ready_tx, exit_tx)?;
         ready_rx
             .await
             .map_err(|_| StorageError::Open("the sqlite writer thread exited".into()))??;
-        let mut exited = vec![exit_rx];
         let readers = match readers::spawn(config, config.readers, &mut exited).await {
             Ok(r) => r,
             Err(e) => {
@@ -102,6 +122,16 @@ impl SqliteStore {
                 return Err(e);
             }
         };
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let checkpoint_stop = match checkpoint::spawn(config, exit_tx) {
+            Ok(stop) => stop,
+            Err(e) => {
+                writer.stop();
+                readers.stop();
+                return Err(e);
+            }
+        };
+        exited.push(exit_rx);
         tracing::info!(
             path = %config.path.display(),
             readers = config.readers.max(1),
@@ -112,6 +142,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             readers,
+            checkpoint_stop: Mutex::new(Some(checkpoint_stop)),
             exited: Mutex::new(exited),
         })
     }
@@ -121,6 +152,9 @@ impl SqliteStore {
     pub async fn close(&self) {
         let done = self.writer.stop();
         self.readers.stop();
+        if let Ok(mut stop) = self.checkpoint_stop.lock() {
+            stop.take();
+        }
         if let Some(done) = done {
             let _ = done.await;
         }
@@ -154,7 +188,7 @@ impl SqliteStore {
     fn write<T, F>(&self, op: F) -> impl Future<Output = StorageResult<T>> + Send + 'static
     where
         T: Send + 'static,
-        F: FnOnce(&Tx<'_>) -> StorageResult<T> + Send + 'static,
+        F: Fn(&Tx<'_>) -> StorageResult<T> + Send + 'static,
     {
         let pending = self.writer.submit(op);
         async move {

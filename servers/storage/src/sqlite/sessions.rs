@@ -12,7 +12,8 @@ use super::row::u32_at;
 use super::unread;
 use super::writer::Tx;
 
-/// Makes `user`'s session with `peer` active and sets `updated` to now.
+/// Makes `user`'s session with `peer` active and sets `updated` to now (no write at all when
+/// it already is: a busy conversation touches its sessions once per second, not per message).
 pub(super) fn touch_session(
     tx: &Tx<'_>,
     user: UserId,
@@ -23,14 +24,16 @@ pub(super) fn touch_session(
         .prepare_cached(
             "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
              VALUES (?1, ?2, ?3, 0, ?4, ?4) ON CONFLICT (userId, peerId, type) \
-             DO UPDATE SET status = 0, updated = excluded.updated",
+             DO UPDATE SET status = 0, updated = excluded.updated \
+             WHERE status != 0 OR updated != excluded.updated",
         )?
         .execute((user, peer, session_type as u8, tx.now))?;
     Ok(())
 }
 
-/// Active sessions updated after `since`, newest first, each with its newest message;
-/// sessions without one are skipped and do not count towards `limit`.
+/// Active sessions updated after `since`, newest first, each with the newest message the user
+/// may read (groups: since joining); sessions without one are skipped and do not count
+/// towards `limit`.
 pub(super) fn recent(
     conn: &Connection,
     user: UserId,
@@ -52,7 +55,7 @@ pub(super) fn recent(
         };
         let peer_id = u32_at(row, 0)?;
         let updated = u32_at(row, 2)?;
-        if let Some(last) = messages::last_of(conn, user, session_type, peer_id)? {
+        if let Some(last) = messages::last_visible(conn, user, session_type, peer_id)? {
             out.push(SessionSummary {
                 peer_id,
                 session_type,

@@ -33,7 +33,7 @@ pub(super) fn unread(conn: &Connection, user: UserId) -> StorageResult<Vec<Unrea
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(singles.len() + groups.len());
     for (peer, count) in singles {
-        if let Some(last) = messages::last_of(conn, user, SessionType::Single, peer)? {
+        if let Some(last) = messages::last_visible(conn, user, SessionType::Single, peer)? {
             out.push(UnreadSummary {
                 peer_id: peer,
                 session_type: SessionType::Single,
