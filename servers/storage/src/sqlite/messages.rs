@@ -102,19 +102,22 @@ pub(super) fn relation(conn: &Connection, a: UserId, b: UserId) -> StorageResult
 /// The relation of a pair, created (or reactivated) if needed; the unique index on
 /// (smallId, bigId) keeps it single (WEAKNESSES 26).
 fn relation_for_write(tx: &Tx<'_>, a: UserId, b: UserId) -> StorageResult<u32> {
-    let (small, big) = (a.min(b), a.max(b));
+    let pair = (a.min(b), a.max(b));
+    if let Some(id) = tx.memo.borrow().relations.get(&pair) {
+        return Ok(*id);
+    }
     let found = tx
         .conn
         .prepare_cached("SELECT id, status FROM IMRelationShip WHERE smallId = ?1 AND bigId = ?2")?
-        .query_row((small, big), |row| Ok((u32_at(row, 0)?, u32_at(row, 1)?)))
+        .query_row(pair, |row| Ok((u32_at(row, 0)?, u32_at(row, 1)?)))
         .optional()?;
-    match found {
-        Some((id, 0)) => Ok(id),
+    let id = match found {
+        Some((id, 0)) => id,
         Some((id, _)) => {
             tx.conn
                 .prepare_cached("UPDATE IMRelationShip SET status = 0, updated = ?2 WHERE id = ?1")?
                 .execute((id, tx.now))?;
-            Ok(id)
+            id
         }
         None => {
             tx.conn
@@ -122,10 +125,12 @@ fn relation_for_write(tx: &Tx<'_>, a: UserId, b: UserId) -> StorageResult<u32> {
                     "INSERT INTO IMRelationShip (smallId, bigId, status, created, updated) \
                      VALUES (?1, ?2, 0, ?3, ?3)",
                 )?
-                .execute((small, big, tx.now))?;
-            Ok(tx.conn.last_insert_rowid() as u32)
+                .execute((pair.0, pair.1, tx.now))?;
+            tx.conn.last_insert_rowid() as u32
         }
-    }
+    };
+    tx.memo.borrow_mut().relation(pair, id);
+    Ok(id)
 }
 
 // ---- storing ---------------------------------------------------------------------------------

@@ -14,6 +14,8 @@
 //! run again with a SAVEPOINT around each write, so that only the failing one is rolled back.
 //! Operations are therefore `Fn` and deterministic given the batch's `now`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -42,6 +44,29 @@ pub(super) struct Tx<'c> {
     pub conn: &'c Connection,
     /// Unix time for `created`/`updated` columns.
     pub now: Timestamp,
+    /// What the writer remembers between writes; emptied whenever a transaction is rolled
+    /// back, so it never holds anything that is not in the database.
+    pub memo: &'c RefCell<Memo>,
+}
+
+/// Lookups the writer keeps in memory (it is the only writer, so they cannot go stale).
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    /// `IMRelationShip.id` (active) per (smallId, bigId): one indexed read less per message.
+    pub relations: HashMap<(u32, u32), u32>,
+}
+
+/// Entries kept in [`Memo::relations`] before it starts over (about 30 MB).
+const MEMO_RELATIONS: usize = 1 << 20;
+
+impl Memo {
+    /// Remembers an active relation.
+    pub fn relation(&mut self, pair: (u32, u32), id: u32) {
+        if self.relations.len() >= MEMO_RELATIONS {
+            self.relations.clear();
+        }
+        self.relations.insert(pair, id);
+    }
 }
 
 /// A queued write: applied in the batch (possibly twice, see the module docs), answered
@@ -204,6 +229,7 @@ fn run(
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     let mut last_prune: Option<Instant> = None;
+    let memo = RefCell::new(Memo::default());
     loop {
         let mut stop = None;
         match rx.recv() {
@@ -224,7 +250,7 @@ fn run(
             if prune {
                 last_prune = Some(Instant::now());
             }
-            commit_batch(conn, &mut batch, prune, stats, syncer);
+            commit_batch(conn, &memo, &mut batch, prune, stats, syncer);
         }
         if let Some(done) = stop {
             // Jobs queued after the stop are dropped with the receiver: their callers get
@@ -279,6 +305,8 @@ fn run_pass(
         } else if careful {
             exec(conn, "ROLLBACK TO w")?;
             exec(conn, "RELEASE w")?;
+            // What the failed write remembered may have been rolled back with it.
+            tx.memo.borrow_mut().relations.clear();
         } else if conn.total_changes() != changes {
             return Err(Abort::Redo);
         }
@@ -312,6 +340,7 @@ impl Durable for Committed {
 /// failed or there is no [`Syncer`], else after the WAL fsync.
 fn commit_batch(
     conn: &Connection,
+    memo: &RefCell<Memo>,
     batch: &mut Vec<Box<dyn Job>>,
     prune: bool,
     stats: &Arc<WriterStats>,
@@ -321,6 +350,7 @@ fn commit_batch(
     let tx = Tx {
         conn,
         now: unix_now(),
+        memo,
     };
     let mut careful = false;
     let outcome = loop {
@@ -330,6 +360,7 @@ fn commit_batch(
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
+                memo.borrow_mut().relations.clear();
                 match abort {
                     Abort::Redo if !careful => {
                         tracing::warn!(
@@ -440,7 +471,7 @@ mod tests {
         let (j3, r3) = job(add_dept("three", false));
         let (j4, r4) = job(|_tx: &Tx<'_>| -> StorageResult<u32> { panic!("bug") });
         let mut batch = vec![j1, j2, j3, j4];
-        commit_batch(&conn, &mut batch, true, &stats, None);
+        commit_batch(&conn, &RefCell::default(), &mut batch, true, &stats, None);
         assert!(r1.blocking_recv().unwrap().is_ok());
         assert!(matches!(
             r2.blocking_recv().unwrap(),
@@ -466,6 +497,48 @@ mod tests {
     }
 
     #[test]
+    fn a_rolled_back_write_leaves_nothing_in_memory() {
+        use crate::types::{MsgType, NewContent, NewMessage, SessionType, StoreOutcome};
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            path: dir.path().join("w.db"),
+            ..SqliteConfig::default()
+        };
+        let conn = schema::open_writer(&config).unwrap();
+        let stats = Arc::new(WriterStats::default());
+        let memo = RefCell::new(Memo::default());
+        let msg = NewMessage {
+            from_id: 1,
+            to_id: 2,
+            msg_type: MsgType::SingleText,
+            content: NewContent::Text(b"x".to_vec()),
+            created: 1,
+            request_id: None,
+        };
+        let first = msg.clone();
+        // Stores (creating the pair's relation), then fails: rolled back entirely.
+        let (j1, r1) = job(move |tx: &Tx<'_>| -> StorageResult<()> {
+            super::super::messages::store(tx, &first)?;
+            Err(StorageError::Database("late failure".into()))
+        });
+        let (j2, r2) = job(move |tx: &Tx<'_>| super::super::messages::store(tx, &msg));
+        let mut batch = vec![j1, j2];
+        commit_batch(&conn, &memo, &mut batch, false, &stats, None);
+        assert!(r1.blocking_recv().unwrap().is_err());
+        assert_eq!(
+            r2.blocking_recv().unwrap().unwrap(),
+            StoreOutcome::Stored(1)
+        );
+        let relations: u32 = conn
+            .query_row("SELECT COUNT(*) FROM IMRelationShip", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(relations, 1);
+        let h = super::super::messages::history(&conn, 1, SessionType::Single, 2, 0, 10).unwrap();
+        assert_eq!(h.len(), 1, "the message points at the relation that exists");
+        assert_eq!(memo.borrow().relations.len(), 1);
+    }
+
+    #[test]
     fn a_failed_commit_fails_every_write() {
         let dir = tempfile::tempdir().unwrap();
         let config = SqliteConfig {
@@ -481,7 +554,7 @@ mod tests {
             Ok(())
         });
         let mut batch = vec![j1, j2];
-        commit_batch(&conn, &mut batch, false, &stats, None);
+        commit_batch(&conn, &RefCell::default(), &mut batch, false, &stats, None);
         assert!(r1.blocking_recv().unwrap().is_err());
         assert!(r2.blocking_recv().unwrap().is_err());
         assert_eq!(stats.failed_batches.load(Ordering::Relaxed), 1);
@@ -508,6 +581,7 @@ mod bench {
         let stats = Arc::new(WriterStats::default());
         let body = vec![b'x'; 100];
         let mut n = 0u32;
+        let memo = RefCell::new(Memo::default());
         let started = Instant::now();
         for _ in 0..100 {
             let mut batch: Vec<Box<dyn Job>> = Vec::new();
@@ -530,7 +604,7 @@ mod bench {
                 }));
                 rxs.push(rx);
             }
-            commit_batch(&conn, &mut batch, false, &stats, None);
+            commit_batch(&conn, &memo, &mut batch, false, &stats, None);
             for rx in rxs {
                 assert!(rx.blocking_recv().unwrap().is_ok());
             }
