@@ -683,6 +683,7 @@ async fn throughput() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000);
+    let tagged = std::env::var("IM_BENCH_UNTAGGED").is_err();
     let body = "x".repeat(100);
     // Warm-up: create the relations of the 1000 pairs used.
     let pairs = 1_000u32;
@@ -697,7 +698,12 @@ async fn throughput() {
             let mut i = w;
             while i < total {
                 let p = i % pairs;
+                // As msg_server sends them: every store tagged for de-duplication.
                 let msg = NewMessage {
+                    request_id: tagged.then_some(im_storage::RequestId {
+                        origin: 42,
+                        seq: u64::from(i),
+                    }),
                     ..text_at(10_000 + p, 20_000 + p, &body, conformance::now())
                 };
                 let t = Instant::now();
@@ -720,7 +726,7 @@ async fn throughput() {
     let stats = store.stats();
     println!(
         "mysql throughput: {total} messages in {:.2} s = {:.0} msg/s; latency p50 {:?} p99 {:?} max {:?}; \
-         {in_flight} in flight; batches {} (largest {}); writer time: prepare {} ms, commit {} ms, \
+         {in_flight} in flight, request ids {tagged}; batches {} (largest {}); writer time: prepare {} ms, commit {} ms, \
          redis after commit {} ms; innodb_flush_log_at_trx_commit={flush}",
         elapsed.as_secs_f64(),
         f64::from(total) / elapsed.as_secs_f64(),

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
 use super::rows::now;
+use super::sessions::SessionKey;
 use super::store_batch;
 use crate::error::StorageResult;
 use crate::types::{NewMessage, SessionType, StoreOutcome, UserId};
@@ -34,6 +35,9 @@ const PURGE_LIMIT: u32 = 20_000;
 
 /// Most user pairs whose relation id the writer remembers before starting over.
 const RELATION_CACHE_MAX: usize = 1_000_000;
+
+/// Most session row ids the writer remembers before starting over (about 40 MB).
+const SESSION_CACHE_MAX: usize = 2_000_000;
 
 /// A queued write that is not a message store: runs alone, in order.
 pub type Job = Box<dyn FnOnce(Arc<Inner>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -63,6 +67,9 @@ pub struct WriterState {
     /// (smallId, bigId) -> relateId of active relations seen; relations are never removed,
     /// so an entry stays valid.
     pub relations: HashMap<(u32, u32), u32>,
+    /// (userId, peerId, type) -> IMRecentSession.id seen in committed transactions; session
+    /// rows are never deleted, so the id stays valid (and a vanished one is detected).
+    pub sessions: HashMap<SessionKey, u32>,
 }
 
 impl WriterState {
@@ -72,6 +79,14 @@ impl WriterState {
             self.relations.clear();
         }
         self.relations.insert(pair, relate_id);
+    }
+
+    /// Remembers session row ids (starting over when the map is full).
+    pub fn remember_sessions(&mut self, seen: Vec<(SessionKey, u32)>) {
+        if self.sessions.len() + seen.len() > SESSION_CACHE_MAX {
+            self.sessions.clear();
+        }
+        self.sessions.extend(seen);
     }
 }
 

@@ -14,6 +14,8 @@ pub mod migrate;
 pub mod pool;
 pub mod schema;
 
+mod batch_commit;
+mod batch_prepare;
 mod batcher;
 mod content;
 mod files;

@@ -16,8 +16,8 @@ use super::rows::{col_u32, now, sql};
 use crate::error::StorageResult;
 use crate::types::UserId;
 
-/// Most pairs looked up in one statement.
-const CHUNK: usize = 200;
+/// Most pairs looked up in one statement (see `sessions::ROWS_PER_UPSERT` for why small).
+const CHUNK: usize = 100;
 
 /// (smallId, bigId) of a pair.
 pub fn pair(a: UserId, b: UserId) -> (u32, u32) {

@@ -1,20 +1,25 @@
 //! `IMRecentSession`: each user's conversation list (FLOWS.md 8).
 //!
-//! One row per (userId, peerId, type), kept so by the unique key (an upsert) or, where old
-//! data holds duplicates, by a locking read of the newest row before updating or inserting
-//! (the original's getSessionId also picks the newest).
+//! One row per (userId, peerId, type): kept so by locking reads before inserting (and by the
+//! unique key where the migration could add it). Where old data holds duplicates, the newest
+//! row is the one updated (the original's getSessionId also picks the newest).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::MySqlConnection;
 
-use super::rows::{col_u8, col_u32, now, sql};
+use super::rows::{col_u8, col_u32, now, placeholders, sql};
 use super::{Inner, members, messages};
 use crate::error::StorageResult;
 use crate::types::{SessionSummary, SessionType, Timestamp, UserId};
 
-/// Most rows per multi-row upsert.
-const ROWS_PER_UPSERT: usize = 500;
+/// Most sessions per statement. MariaDB's range optimizer costs grow faster than linearly
+/// with the number of OR'ed key conditions (measured: 100 conditions 1.3 ms, 500 about 30 ms),
+/// so lookups go in chunks of this size.
+const ROWS_PER_UPSERT: usize = 100;
+
+/// Most row ids per `UPDATE ... WHERE id IN (...)`.
+const ROWS_PER_UPDATE: usize = 1_000;
 
 /// A session to touch: `updated` becomes at least `time`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,29 +34,114 @@ pub struct Touch {
     pub time: Timestamp,
 }
 
+/// A session's key: (userId, peerId, type).
+pub type SessionKey = (u32, u32, u8);
+
 /// Touches sessions (sorted by key, for a stable lock order): existing rows get
 /// `updated = GREATEST(updated, time)` and, with `reactivate`, status 0; missing rows are
-/// inserted active.
+/// inserted active. Returns the (key, row id) pairs it looked up, for `known_ids`.
+///
+/// `known_ids` maps keys to row ids seen before (the writer remembers them: session rows are
+/// never deleted, so an id stays valid). Those rows are updated by primary key, in one
+/// statement per distinct time; if a remembered row is gone after all, its chunk takes the
+/// general path. The general path is a locking read of the rows, then UPDATEs by primary key
+/// (grouped by time, only where something changes) and one INSERT for the missing ones. The
+/// locking read also locks the gaps where missing rows go, so no other transaction can insert
+/// the same session meanwhile: this keeps sessions unique with or without the unique key.
+/// (`INSERT ... ON DUPLICATE KEY UPDATE` would be shorter, but on a secondary unique key
+/// InnoDB first inserts and rolls back each conflicting row, is several times slower, and
+/// burns an auto-increment id per conflicting row.)
 pub async fn upsert(
     conn: &mut MySqlConnection,
-    keyed: bool,
     rows: &[Touch],
     reactivate: bool,
-) -> StorageResult<()> {
-    if keyed {
-        let set = if reactivate {
-            "status = 0, updated = GREATEST(updated, VALUES(updated))"
-        } else {
-            "updated = GREATEST(updated, VALUES(updated))"
-        };
-        for chunk in rows.chunks(ROWS_PER_UPSERT) {
-            let values = vec!["(?,?,?,0,?,?)"; chunk.len()].join(",");
+    known_ids: Option<&HashMap<SessionKey, u32>>,
+) -> StorageResult<Vec<(SessionKey, u32)>> {
+    let set = if reactivate {
+        "status = 0, updated = GREATEST(updated, ?)"
+    } else {
+        "updated = GREATEST(updated, ?)"
+    };
+    let mut general: Vec<Touch> = Vec::new();
+    let mut by_time: BTreeMap<Timestamp, Vec<(u32, Touch)>> = BTreeMap::new();
+    for t in rows {
+        match known_ids.and_then(|k| k.get(&(t.user, t.peer, t.kind))) {
+            Some(&id) => by_time.entry(t.time).or_default().push((id, *t)),
+            None => general.push(*t),
+        }
+    }
+    for (time, list) in by_time {
+        for chunk in list.chunks(ROWS_PER_UPDATE) {
+            let text = format!(
+                "UPDATE IMRecentSession SET {set} WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(sql(text)).persistent(false).bind(time);
+            for (id, _) in chunk {
+                q = q.bind(id);
+            }
+            // CLIENT_FOUND_ROWS: the count of matched rows, changed or not.
+            let matched = q.execute(&mut *conn).await?.rows_affected();
+            if matched < chunk.len() as u64 {
+                general.extend(chunk.iter().map(|(_, t)| *t));
+            }
+        }
+    }
+    general.sort_by_key(|t| (t.user, t.peer, t.kind));
+    let mut seen = Vec::new();
+    for chunk in general.chunks(ROWS_PER_UPSERT) {
+        let cond = vec!["(userId = ? AND peerId = ? AND type = ?)"; chunk.len()].join(" OR ");
+        let text = format!(
+            "SELECT id, userId, peerId, type, (status <=> 0), updated FROM IMRecentSession \
+             WHERE {cond} FOR UPDATE"
+        );
+        let mut q = sqlx::query(sql(text)).persistent(false);
+        for t in chunk {
+            q = q.bind(t.user).bind(t.peer).bind(t.kind);
+        }
+        // Key -> (id, active, updated) of the newest row (old data may hold several).
+        let mut existing: HashMap<SessionKey, (u32, bool, u32)> = HashMap::new();
+        for row in q.fetch_all(&mut *conn).await? {
+            let key = (col_u32(&row, 1)?, col_u32(&row, 2)?, col_u8(&row, 3)?);
+            let found = (col_u32(&row, 0)?, col_u32(&row, 4)? == 1, col_u32(&row, 5)?);
+            let e = existing.entry(key).or_insert(found);
+            if found.0 > e.0 {
+                *e = found;
+            }
+        }
+        let mut updates: BTreeMap<Timestamp, Vec<u32>> = BTreeMap::new();
+        let mut inserts: Vec<&Touch> = Vec::new();
+        for t in chunk {
+            let key = (t.user, t.peer, t.kind);
+            match existing.get(&key) {
+                Some(&(id, active, updated)) => {
+                    seen.push((key, id));
+                    if updated < t.time || (reactivate && !active) {
+                        updates.entry(t.time).or_default().push(id);
+                    }
+                }
+                None => inserts.push(t),
+            }
+        }
+        for (time, ids) in updates {
+            let text = format!(
+                "UPDATE IMRecentSession SET {set} WHERE id IN ({})",
+                placeholders(ids.len())
+            );
+            let mut q = sqlx::query(sql(text)).persistent(false).bind(time);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        if !inserts.is_empty() {
+            let values = vec!["(?,?,?,0,?,?)"; inserts.len()].join(",");
             let text = format!(
                 "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
-                 VALUES {values} ON DUPLICATE KEY UPDATE {set}"
+                 VALUES {values}"
             );
             let mut q = sqlx::query(sql(text)).persistent(false);
-            for t in chunk {
+            for t in inserts {
                 q = q
                     .bind(t.user)
                     .bind(t.peer)
@@ -61,48 +151,8 @@ pub async fn upsert(
             }
             q.execute(&mut *conn).await?;
         }
-        return Ok(());
     }
-    for t in rows {
-        let found = sqlx::query(
-            "SELECT id FROM IMRecentSession WHERE userId = ? AND peerId = ? AND type = ? \
-             ORDER BY id DESC LIMIT 1 FOR UPDATE",
-        )
-        .bind(t.user)
-        .bind(t.peer)
-        .bind(t.kind)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match found {
-            Some(row) => {
-                let id = col_u32(&row, 0)?;
-                let text = if reactivate {
-                    "UPDATE IMRecentSession SET status = 0, updated = GREATEST(updated, ?) WHERE id = ?"
-                } else {
-                    "UPDATE IMRecentSession SET updated = GREATEST(updated, ?) WHERE id = ?"
-                };
-                sqlx::query(text)
-                    .bind(t.time)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
-                     VALUES (?, ?, ?, 0, ?, ?)",
-                )
-                .bind(t.user)
-                .bind(t.peer)
-                .bind(t.kind)
-                .bind(t.time)
-                .bind(t.time)
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-    }
-    Ok(())
+    Ok(seen)
 }
 
 /// Active sessions with `updated > since`, newest first, each with its newest message.
@@ -214,7 +264,7 @@ pub async fn sync_groups(inner: &Inner, since: Timestamp) -> StorageResult<Times
     touches.dedup_by_key(|t| (t.user, t.peer, t.kind));
     for chunk in touches.chunks(ROWS_PER_UPSERT) {
         let mut tx = pool.begin().await?;
-        upsert(&mut tx, inner.unique.session, chunk, false).await?;
+        upsert(&mut tx, chunk, false, None).await?;
         tx.commit().await?;
     }
     Ok(watermark)

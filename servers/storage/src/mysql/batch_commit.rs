@@ -1,0 +1,262 @@
+//! Step 5 of a batch ([`super::store_batch`]): the MySQL transaction, and the one-by-one
+//! retry when it fails.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use sqlx::MySqlConnection;
+
+use super::batch_prepare::stored_request_ids;
+use super::batcher::WriterState;
+use super::rows::{now, sql};
+use super::schema::{group_message_table, message_table};
+use super::store_batch::{Conv, Item, Msg, copy_error};
+use super::{Inner, content, sessions};
+use crate::error::{StorageError, StorageResult};
+use crate::types::{NewContent, RequestId, SessionType, StoreOutcome};
+
+/// Most rows per multi-row INSERT (4096-character contents stay far below max_allowed_packet).
+const ROWS_PER_INSERT: usize = 256;
+
+/// Step 5: the batch transaction, or each message alone if it fails.
+pub(super) async fn store(inner: &Inner, state: &mut WriterState, items: &mut [Item]) {
+    let open: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| matches!(i, Item::Msg(m) if m.open()))
+        .map(|(i, _)| i)
+        .collect();
+    if open.is_empty() {
+        return;
+    }
+    let batch: Vec<&Msg> = open
+        .iter()
+        .filter_map(|&i| match &items[i] {
+            Item::Msg(m) => Some(m),
+            Item::Clear { .. } => None,
+        })
+        .collect();
+    match commit(inner, state, &batch).await {
+        Ok(seen) => {
+            state.remember_sessions(seen);
+            for &i in &open {
+                if let Item::Msg(m) = &mut items[i] {
+                    m.result = Some(Ok(StoreOutcome::Stored(m.msg_id)));
+                }
+            }
+            inner
+                .counters
+                .stored_messages
+                .fetch_add(open.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            inner
+                .counters
+                .failed_batches
+                .fetch_add(1, Ordering::Relaxed);
+            if open.len() > 1 {
+                tracing::warn!(error = %e, messages = open.len(), "batch failed; retrying its messages one by one");
+            }
+            for &i in &open {
+                let Item::Msg(m) = &mut items[i] else {
+                    continue;
+                };
+                let result = if open.len() == 1 {
+                    Err(copy_error(&e))
+                } else {
+                    inner
+                        .counters
+                        .retried_messages
+                        .fetch_add(1, Ordering::Relaxed);
+                    retry_alone(inner, state, m).await
+                };
+                if result.is_ok() {
+                    inner
+                        .counters
+                        .stored_messages
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                m.result = Some(result);
+            }
+        }
+    }
+}
+
+async fn retry_alone(
+    inner: &Inner,
+    state: &mut WriterState,
+    m: &Msg,
+) -> StorageResult<StoreOutcome> {
+    // A concurrent process may have stored the same request meanwhile.
+    if let Some(rid) = m.msg.request_id
+        && let Some(&id) = stored_request_ids(inner.pools.primary(), std::iter::once(rid))
+            .await?
+            .get(&rid)
+    {
+        return Ok(StoreOutcome::Duplicate(id));
+    }
+    let seen = commit(inner, state, &[m]).await?;
+    state.remember_sessions(seen);
+    Ok(StoreOutcome::Stored(m.msg_id))
+}
+
+async fn commit(
+    inner: &Inner,
+    state: &WriterState,
+    batch: &[&Msg],
+) -> StorageResult<Vec<(sessions::SessionKey, u32)>> {
+    let mut tx = inner.pools.primary().begin().await?;
+    let conn: &mut MySqlConnection = &mut tx;
+    let mut contents: Vec<Cow<'_, str>> = Vec::with_capacity(batch.len());
+    for m in batch {
+        contents.push(match &m.msg.content {
+            NewContent::Text(bytes) => match content::encode(bytes) {
+                Ok(text) => text,
+                Err(chars) => {
+                    return Err(StorageError::Invalid(format!(
+                        "message content needs {chars} characters"
+                    )));
+                }
+            },
+            NewContent::Audio {
+                path,
+                size,
+                duration,
+            } => {
+                let done = sqlx::query(
+                    "INSERT INTO IMAudio (fromId, toId, path, size, duration, created) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(m.msg.from_id)
+                .bind(m.msg.to_id)
+                .bind(path)
+                .bind(size)
+                .bind(duration)
+                .bind(m.msg.created)
+                .execute(&mut *conn)
+                .await?;
+                Cow::Owned(done.last_insert_id().to_string())
+            }
+        });
+    }
+    insert_rows(conn, batch, &contents).await?;
+
+    let mut sessions_rows: BTreeMap<(u32, u32, u8), u32> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, u32> = BTreeMap::new();
+    for m in batch {
+        let (from, to, t) = (m.msg.from_id, m.msg.to_id, m.msg.created);
+        let mut touch = |key: (u32, u32, u8)| {
+            let e = sessions_rows.entry(key).or_insert(t);
+            *e = (*e).max(t);
+        };
+        if m.msg.msg_type.is_group() {
+            touch((from, to, SessionType::Group as u8));
+            let e = groups.entry(to).or_insert(t);
+            *e = (*e).max(t);
+        } else {
+            touch((from, to, SessionType::Single as u8));
+            touch((to, from, SessionType::Single as u8));
+        }
+    }
+    let rows: Vec<sessions::Touch> = sessions_rows
+        .into_iter()
+        .map(|((user, peer, kind), time)| sessions::Touch {
+            user,
+            peer,
+            kind,
+            time,
+        })
+        .collect();
+    let seen = sessions::upsert(conn, &rows, true, Some(&state.sessions)).await?;
+    for (group, time) in groups {
+        sqlx::query("UPDATE IMGroup SET lastChated = GREATEST(lastChated, ?) WHERE id = ?")
+            .bind(time)
+            .bind(group)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let requests: Vec<(RequestId, u32)> = batch
+        .iter()
+        .filter_map(|m| m.msg.request_id.map(|rid| (rid, m.msg_id)))
+        .collect();
+    let created = now();
+    for chunk in requests.chunks(ROWS_PER_INSERT) {
+        let values = vec!["(?,?,?,?)"; chunk.len()].join(",");
+        let text =
+            format!("INSERT INTO im_store_request (origin, seq, msgId, created) VALUES {values}");
+        let mut q = sqlx::query(sql(text)).persistent(false);
+        for (rid, msg_id) in chunk {
+            q = q.bind(rid.origin).bind(rid.seq).bind(msg_id).bind(created);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    tx.commit().await?;
+    Ok(seen)
+}
+
+/// Multi-row INSERTs, one run per shard table.
+async fn insert_rows(
+    conn: &mut MySqlConnection,
+    batch: &[&Msg],
+    contents: &[Cow<'_, str>],
+) -> StorageResult<()> {
+    let mut by_table: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
+    for (i, m) in batch.iter().enumerate() {
+        let table = match m.conv {
+            Some(Conv::Single(r)) => message_table(r),
+            Some(Conv::Group(g)) => group_message_table(g),
+            None => continue,
+        };
+        by_table.entry(table).or_default().push(i);
+    }
+    for (table, rows) in by_table {
+        let group = table.starts_with("IMGroupMessage");
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let text = if group {
+                format!(
+                    "INSERT INTO {table} (groupId, userId, msgId, content, type, status, created, updated) \
+                     VALUES {}",
+                    vec!["(?,?,?,?,?,0,?,?)"; chunk.len()].join(",")
+                )
+            } else {
+                format!(
+                    "INSERT INTO {table} (relateId, fromId, toId, msgId, content, type, status, created, updated) \
+                     VALUES {}",
+                    vec!["(?,?,?,?,?,?,0,?,?)"; chunk.len()].join(",")
+                )
+            };
+            let mut q = sqlx::query(sql(text)).persistent(false);
+            for &i in chunk {
+                let m = batch[i];
+                let kind = m.msg.msg_type.as_u32();
+                match m.conv {
+                    Some(Conv::Group(g)) => {
+                        q = q
+                            .bind(g)
+                            .bind(m.msg.from_id)
+                            .bind(m.msg_id)
+                            .bind(contents[i].as_ref())
+                            .bind(kind)
+                            .bind(m.msg.created)
+                            .bind(m.msg.created);
+                    }
+                    Some(Conv::Single(r)) => {
+                        q = q
+                            .bind(r)
+                            .bind(m.msg.from_id)
+                            .bind(m.msg.to_id)
+                            .bind(m.msg_id)
+                            .bind(contents[i].as_ref())
+                            .bind(kind)
+                            .bind(m.msg.created)
+                            .bind(m.msg.created);
+                    }
+                    None => {}
+                }
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
