@@ -118,6 +118,40 @@ async fn group_commit_batches() {
     assert!(stats.batches < 2_000, "{stats:?}");
     assert!(stats.largest_batch > 1, "{stats:?}");
     assert!(stats.writer_busy_us > 0);
+    // synchronous = "full": every answered write waited for an fsync of the WAL, and one
+    // fsync answers every batch committed while the previous one ran.
+    assert!(
+        stats.wal_syncs > 0 && stats.wal_syncs <= stats.batches,
+        "{stats:?}"
+    );
+}
+
+/// `synchronous = "normal"`: no sync thread (answers right after COMMIT), same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_sync_answers_after_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SqliteConfig {
+        synchronous: SqliteSync::Normal,
+        ..config(&dir)
+    };
+    let ids = Ids::new();
+    let (a, b) = (ids.user(1), ids.user(2));
+    let store = SqliteStore::open(&cfg).await.unwrap();
+    let futures: Vec<_> = (0..100)
+        .map(|_| store.store_message(text(a, b, "x")))
+        .collect();
+    assert!(join_all(futures).await.into_iter().all(|r| r.is_ok()));
+    let stats = store.stats();
+    assert_eq!((stats.writes, stats.wal_syncs), (100, 0));
+    store.close().await;
+    let store = SqliteStore::open(&cfg).await.unwrap();
+    assert_eq!(
+        store
+            .latest_msg_id(b, SessionType::Single, a)
+            .await
+            .unwrap(),
+        100
+    );
 }
 
 /// A failing write (a message to oneself) in a batch fails alone; the others commit.
@@ -407,7 +441,7 @@ async fn throughput() {
         println!(
             "sqlite store_message, synchronous={sync:?}, {submitters} submitters: {} msgs in \
              {elapsed:.2?} = {:.0} msgs/s; latency p50 {:.2?} p99 {:.2?} max {:.2?}; {} batches \
-             (avg {:.0}, largest {}), writer busy {:.0}%",
+             (avg {:.0}, largest {}), {} WAL fsyncs, writer busy {:.0}%",
             lat.len(),
             lat.len() as f64 / elapsed.as_secs_f64(),
             q(0.5),
@@ -416,6 +450,7 @@ async fn throughput() {
             stats.batches,
             stats.writes as f64 / stats.batches as f64,
             stats.largest_batch,
+            stats.wal_syncs,
             stats.writer_busy_us as f64 / elapsed.as_micros() as f64 * 100.0,
         );
         store.close().await;

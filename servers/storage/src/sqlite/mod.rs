@@ -34,8 +34,8 @@ mod users;
 mod writer;
 
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -69,6 +69,9 @@ pub struct SqliteStats {
     pub largest_batch: u64,
     /// Time the writer spent in transactions, in microseconds (its utilisation).
     pub writer_busy_us: u64,
+    /// fsyncs of the WAL by the sync thread (`synchronous = "full"`); each answers every
+    /// batch committed since the previous one.
+    pub wal_syncs: u64,
     /// Reads answered.
     pub reads: u64,
     /// Reads queued and not answered yet.
@@ -80,6 +83,8 @@ pub struct SqliteStats {
 pub struct SqliteStore {
     writer: WriterHandle,
     readers: ReaderPool,
+    /// fsyncs done by the sync thread (stays 0 without one).
+    wal_syncs: Arc<AtomicU64>,
     /// Stops the checkpoint thread (sent or dropped).
     checkpoint_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Completed (sender dropped) when each thread has closed its connection.
@@ -100,11 +105,14 @@ impl SqliteStore {
     /// threads, not on the caller's.
     pub async fn open(config: &SqliteConfig) -> StorageResult<SqliteStore> {
         let mut exited = Vec::new();
+        let mut wal_syncs = Arc::new(AtomicU64::new(0));
         let syncer = match config.synchronous {
             SqliteSync::Full => {
                 let (exit_tx, exit_rx) = oneshot::channel();
                 exited.push(exit_rx);
-                Some(syncer::spawn(&config.path, exit_tx)?)
+                let syncer = syncer::spawn(&config.path, exit_tx)?;
+                wal_syncs = syncer.syncs.clone();
+                Some(syncer)
             }
             SqliteSync::Normal => None,
         };
@@ -142,6 +150,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             readers,
+            wal_syncs,
             checkpoint_stop: Mutex::new(Some(checkpoint_stop)),
             exited: Mutex::new(exited),
         })
@@ -171,7 +180,7 @@ impl SqliteStore {
     pub fn stats(&self) -> SqliteStats {
         let w = &self.writer.stats;
         let r = &self.readers.stats;
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SqliteStats {
             writes: load(&w.finished),
             write_queue: load(&w.submitted).saturating_sub(load(&w.finished)),
@@ -179,6 +188,7 @@ impl SqliteStore {
             failed_batches: load(&w.failed_batches),
             largest_batch: load(&w.largest_batch),
             writer_busy_us: load(&w.busy_us),
+            wal_syncs: load(&self.wal_syncs),
             reads: load(&r.finished),
             read_queue: load(&r.submitted).saturating_sub(load(&r.finished)),
         }

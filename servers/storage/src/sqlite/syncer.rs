@@ -16,6 +16,8 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -31,6 +33,8 @@ pub(super) trait Durable: Send {
 /// The writer's side.
 pub(super) struct Syncer {
     tx: mpsc::Sender<Box<dyn Durable>>,
+    /// fsyncs done so far.
+    pub syncs: Arc<AtomicU64>,
 }
 
 impl Syncer {
@@ -47,6 +51,8 @@ impl Syncer {
 pub(super) fn spawn(db: &Path, exited: oneshot::Sender<()>) -> StorageResult<Syncer> {
     let (tx, rx) = mpsc::channel::<Box<dyn Durable>>();
     let mut wal = Wal::new(db);
+    let syncs = Arc::new(AtomicU64::new(0));
+    let counter = syncs.clone();
     std::thread::Builder::new()
         .name("sqlite-sync".into())
         .spawn(move || {
@@ -54,6 +60,7 @@ pub(super) fn spawn(db: &Path, exited: oneshot::Sender<()>) -> StorageResult<Syn
                 let mut pending = vec![first];
                 pending.extend(rx.try_iter());
                 let flushed = wal.sync();
+                counter.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = &flushed {
                     tracing::error!(error = %e, "fsync of the sqlite WAL failed; writes reported failed");
                 }
@@ -65,7 +72,7 @@ pub(super) fn spawn(db: &Path, exited: oneshot::Sender<()>) -> StorageResult<Syn
             drop(exited);
         })
         .map_err(|e| StorageError::Open(format!("cannot start the sqlite sync thread: {e}")))?;
-    Ok(Syncer { tx })
+    Ok(Syncer { tx, syncs })
 }
 
 /// The WAL file, opened on first use.
