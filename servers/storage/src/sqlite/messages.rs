@@ -277,6 +277,14 @@ fn store_group(tx: &Tx<'_>, msg: &NewMessage) -> StorageResult<StoreOutcome> {
                     "INSERT INTO IMCacheGroupCounter (groupId, msgId, msgCount) VALUES (?1, ?2, ?2)",
                 )?
                 .execute((group, max + 1))?;
+            // The members' read marks were lost with the counter: count what was stored
+            // before as read rather than flooding everyone with old unread messages.
+            tx.conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO IMCacheUserGroupRead (userId, groupId, count) \
+                     SELECT userId, groupId, ?2 FROM IMGroupMember WHERE groupId = ?1 AND status = 0",
+                )?
+                .execute((group, max))?;
             (max + 1, max + 1)
         }
     };
