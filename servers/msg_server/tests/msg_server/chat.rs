@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use im_proto::base::{ClientType, MsgType, SessionType};
+use im_proto::base::{ClientType, GroupType, MsgType, SessionType};
 use im_proto::buddy::ImUsersInfoReq;
 use im_proto::file::ImFileReq;
+use im_proto::group::ImGroupCreateReq;
 use im_proto::message::{
     ImGetMsgListReq, ImMsgDataAck, ImMsgDataReadAck, ImMsgDataReadNotify, ImUnreadMsgCntReq,
 };
@@ -294,5 +295,85 @@ async fn relayed_answers_keep_the_client_seq_and_lose_attach_data() {
         .await
         .unwrap();
     assert_eq!((f.result_code, f.from_user_id, f.to_user_id), (1, 1, 2));
+
+    // Clients may create temporary groups only; a NORMAL request is dropped (FLOWS.md 12.3).
+    let normal = ImGroupCreateReq {
+        user_id: 0,
+        group_type: GroupType::Normal as i32,
+        group_name: "official".to_owned(),
+        group_avatar: String::new(),
+        member_id_list: vec![1, 2],
+        attach_data: None,
+    };
+    alice.c.send(&normal).await.unwrap();
+    alice.c.heartbeat().await.unwrap();
+    let tmp = ImGroupCreateReq {
+        group_type: GroupType::Tmp as i32,
+        ..normal
+    };
+    alice.c.send(&tmp).await.unwrap();
+    wait_until("the temporary group request reaches db_proxy", || async {
+        db.with(|s| s.commands.contains(&cid::CID_GROUP_CREATE_REQUEST))
+    })
+    .await;
+    let creates = db.with(|s| {
+        s.commands
+            .iter()
+            .filter(|c| **c == cid::CID_GROUP_CREATE_REQUEST)
+            .count()
+    });
+    assert_eq!(creates, 1);
+    ms.stop().await;
+}
+
+/// A measurement, not a check (run with `--ignored --nocapture`): pipelined single-chat
+/// messages through one msg_server and the fake db_proxy, acked and delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; prints figures"]
+async fn measure_single_chat_throughput() {
+    let db = FakeDb::start().await;
+    let mut cfg = config(&db.addr, &[]);
+    cfg.msg_rate_limit_per_sec = 0;
+    let ms = Ms::start(cfg).await;
+    let alice = login(&ms.addr, "alice", ClientType::Windows).await;
+    let mut bob = login(&ms.addr, "bob", ClientType::Windows).await;
+    const N: u32 = 20_000;
+    let frame = msg(
+        1,
+        2,
+        MsgType::SingleText,
+        "benchmark text of a typical length",
+    );
+    let start = std::time::Instant::now();
+    let sender = {
+        let c = alice.c.clone();
+        tokio::spawn(async move {
+            let mut waits = Vec::with_capacity(N as usize);
+            for _ in 0..N {
+                let c = c.clone();
+                let m = frame.clone();
+                waits.push(tokio::spawn(async move { c.request(&m).await.is_ok() }));
+            }
+            let mut ok = 0;
+            for w in waits {
+                ok += u32::from(w.await.unwrap());
+            }
+            ok
+        })
+    };
+    for _ in 0..N {
+        bob.next_pdu(cid::CID_MSG_DATA).await;
+    }
+    let acked = sender.await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{N} messages: {acked} acked, all delivered in {secs:.2} s = {:.0} msg/s; ack p50/p99 {:?}",
+        f64::from(N) / secs,
+        ms.stats()
+            .await
+            .ack_latency
+            .map(|l| (l.p50_micros.unwrap_or(0), l.p99_micros.unwrap_or(0)))
+    );
+    assert_eq!(acked, N);
     ms.stop().await;
 }
