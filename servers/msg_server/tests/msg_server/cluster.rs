@@ -32,8 +32,8 @@ async fn single_chat_across_two_msg_servers() {
     let alice = login(&ms1.addr, "alice", ClientType::Windows).await;
     let mut alice_phone = login(&ms2.addr, "alice", ClientType::Android).await;
     let mut bob = login(&ms2.addr, "bob", ClientType::Windows).await;
-    // route_server learns about ms2's users through status updates; give it a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // route_server learns about ms2's users through status updates.
+    probe(&alice, &mut bob).await;
     let ack = alice
         .send(&msg(1, 2, MsgType::SingleText, "over there"))
         .await;
@@ -87,7 +87,7 @@ async fn duplicate_login_on_another_server_kicks_the_old_session() {
     let (ms1, ms2) = pair(&db, &route).await;
     let mut old = login(&ms1.addr, "alice", ClientType::Windows).await;
     let mut phone = login(&ms1.addr, "alice", ClientType::Ios).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_pc_online(&phone, 1).await;
     let _new = login(&ms2.addr, "alice", ClientType::Mac).await;
     let kick = old.next::<ImKickUser>().await;
     assert_eq!(
@@ -150,7 +150,7 @@ async fn messages_sent_while_the_route_server_restarts_are_delivered_once() {
     let (ms1, ms2) = pair(&db, &route).await;
     let alice = login(&ms1.addr, "alice", ClientType::Windows).await;
     let mut bob = login(&ms2.addr, "bob", ClientType::Windows).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    probe(&alice, &mut bob).await;
     let ack = alice.send(&msg(1, 2, MsgType::SingleText, "before")).await;
     assert_eq!(ack.msg_id, 1);
     check_delivery(&bob.next_pdu(cid::CID_MSG_DATA).await);
@@ -222,8 +222,8 @@ async fn offline_mobile_receivers_get_exactly_one_push() {
     assert_eq!(targets, vec![(2, "tok-bob", 1)]);
 
     // bob's phone is online on the other msg_server: no push.
-    let _bob_phone = login(&ms2.addr, "bob", ClientType::Ios).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut bob_phone = login(&ms2.addr, "bob", ClientType::Ios).await;
+    probe(&alice, &mut bob_phone).await;
     alice
         .send(&msg(1, 2, MsgType::SingleText, "are you there"))
         .await;
@@ -232,8 +232,8 @@ async fn offline_mobile_receivers_get_exactly_one_push() {
 
     // Group: one request for the message, muted members and online phones left out, the
     // sender's own token never included; carol's PC online makes push_type 2.
-    let _carol_pc = login(&ms2.addr, "carol", ClientType::Windows).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut carol_pc = login(&ms2.addr, "carol", ClientType::Windows).await;
+    probe(&alice, &mut carol_pc).await;
     alice
         .send(&msg(
             1,

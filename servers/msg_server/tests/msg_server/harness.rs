@@ -393,3 +393,58 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits until `to` receives a P2P command sent by `from` (through route_server when they are
+/// on different msg_servers): from then on route_server knows where `to` is.
+pub async fn probe(from: &Client, to: &mut Client) {
+    use im_proto::switch_service::Imp2pCmdMsg;
+    let start = Instant::now();
+    for n in 0u32.. {
+        let tag = format!("probe-{n}");
+        from.c
+            .send(&Imp2pCmdMsg {
+                from_user_id: from.id,
+                to_user_id: to.id,
+                cmd_msg_data: tag.clone(),
+            })
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match to.ev.recv_timeout(left).await {
+                Ok(Some(p)) if p.command_id() == cid::CID_SWITCH_P2P_CMD => {
+                    if p.decode::<Imp2pCmdMsg>()
+                        .is_ok_and(|m| m.cmd_msg_data == tag)
+                    {
+                        return;
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "route_server never learned where user {} is",
+            to.id
+        );
+    }
+}
+
+/// Waits until route_server reports `user` online (a PC client somewhere), asked by `asker`.
+pub async fn wait_pc_online(asker: &Client, user: u32) {
+    use im_proto::buddy::ImUsersStatReq;
+    wait_until("PC presence", || async {
+        let rsp = asker
+            .c
+            .request(&ImUsersStatReq {
+                user_id: 0,
+                user_id_list: vec![user],
+                attach_data: None,
+            })
+            .await;
+        rsp.is_ok_and(|r| r.user_stat_list.first().is_some_and(|s| s.status == 1))
+    })
+    .await;
+}

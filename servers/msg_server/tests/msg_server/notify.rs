@@ -34,7 +34,6 @@ async fn member_changes_are_notified_and_refresh_the_member_cache() {
     let mut bob = login(&ms1.addr, "bob", ClientType::Windows).await;
     let mut carol = login(&ms2.addr, "carol", ClientType::Windows).await;
     let mut dave = login(&ms2.addr, "dave", ClientType::Windows).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     alice.send(&msg(1, 100, MsgType::GroupText, "before")).await;
     for c in [&mut bob, &mut carol] {
         check_delivery(&c.next_pdu(cid::CID_MSG_DATA).await);
@@ -81,7 +80,8 @@ async fn signature_and_session_removal_reach_the_right_connections_once() {
     let mut alice = login(&ms1.addr, "alice", ClientType::Windows).await;
     let mut alice_phone = login(&ms2.addr, "alice", ClientType::Android).await;
     let mut bob = login(&ms2.addr, "bob", ClientType::Ios).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The session-removal notify is targeted: route_server must know alice's phone.
+    probe(&alice, &mut alice_phone).await;
 
     let rsp = alice
         .c
@@ -126,7 +126,6 @@ async fn mobile_clients_learn_when_the_pc_client_comes_and_goes() {
     let route = Route::start().await;
     let (ms1, ms2) = pair(&db, &[&route.addr]).await;
     let mut phone = login(&ms2.addr, "bob", ClientType::Android).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let pc = login(&ms1.addr, "bob", ClientType::Windows).await;
     let n = phone.next::<ImpcLoginStatusNotify>().await;
     assert_eq!((n.user_id, n.login_stat), (2, 1));
@@ -145,7 +144,7 @@ async fn routing_survives_the_loss_of_one_route_server() {
     let (ms1, ms2) = pair(&db, &[&r1.addr, &r2.addr]).await;
     let alice = login(&ms1.addr, "alice", ClientType::Windows).await;
     let mut bob = login(&ms2.addr, "bob", ClientType::Windows).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    probe(&alice, &mut bob).await;
     alice.send(&msg(1, 2, MsgType::SingleText, "one")).await;
     assert_eq!(
         check_delivery(&bob.next_pdu(cid::CID_MSG_DATA).await).msg_id,
