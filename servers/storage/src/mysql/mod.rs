@@ -44,8 +44,11 @@ use batcher::WriteOp;
 use migrate::{MEMBER_KEY, MigrationReport, RELATION_KEY, SESSION_KEY};
 use pool::{PoolStats, Pools};
 
-/// Which of our unique keys are in force (chosen at open; without one, the store uses
-/// locking reads so that it adds no duplicates itself).
+/// Which of our unique keys are in force (found at open, logged). Only the relation key
+/// changes the code path (`INSERT ... ON DUPLICATE KEY UPDATE` with it, a locking read
+/// without); sessions and members always use locking reads (sessions: see
+/// `sessions::upsert`; members: under the locked group row), which keep them unique either
+/// way, the key being a second guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UniqueKeys {
     /// `IMRelationShip (smallId, bigId)`.

@@ -266,3 +266,26 @@ pub fn decode<T: FromRedisValue>(value: Value, what: &str) -> StorageResult<T> {
     redis::from_redis_value(value)
         .map_err(|e| StorageError::Cache(format!("unexpected reply for {what}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_routed_by_their_first_key() {
+        assert_eq!(command_slot(redis::cmd("GET").arg("foo")), 12182);
+        assert_eq!(
+            command_slot(redis::cmd("HINCRBY").arg("bar").arg("f").arg(1)),
+            5061
+        );
+        // EVAL <script> <numkeys> <key>...
+        assert_eq!(command_slot(&scripts::alloc("foo", 3)), 12182);
+        assert_eq!(
+            command_slot(&scripts::copy_count(
+                "{7}_im_group_msg",
+                "1_{7}_im_user_group"
+            )),
+            slot::slot(b"7")
+        );
+    }
+}
