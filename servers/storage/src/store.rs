@@ -24,8 +24,8 @@ use std::future::Future;
 use crate::error::StorageResult;
 use crate::types::*;
 
-/// Storage operations. Implemented by the SQLite and the MySQL(+Redis) backends and by
-/// [`crate::AnyStore`], which dispatches to the configured one.
+/// Storage operations, implemented by the SQLite and the MySQL(+Redis) backends;
+/// db_proxy_server picks one from its `[storage]` config.
 pub trait Store: Send + Sync + 'static {
     // ---- accounts and login -------------------------------------------------------------
 

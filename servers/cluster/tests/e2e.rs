@@ -1,0 +1,455 @@
+//! The messaging core end to end: a whole suite (db_proxy on SQLite, route_server,
+//! login_server, two msg_servers) on loopback, driven by the im-proto client exactly as a stock
+//! TeamTalk client would drive it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use im_cluster::{Cluster, ClusterOptions, ServerId};
+use im_proto::base::{ClientType, KickReasonType, MsgType, SessionType};
+use im_proto::client::{
+    ClientConfig, ClientError, Events, ImClient, LoginParams, fetch_msg_server,
+};
+use im_proto::login::ImKickUser;
+use im_proto::message::{
+    ImGetMsgListReq, ImMsgData, ImMsgDataAck, ImMsgDataReadAck, ImMsgDataReadNotify,
+    ImUnreadMsgCntReq,
+};
+use im_proto::other::ImHeartBeat;
+use im_proto::{Pdu, cid};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn seed() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/seed/demo.toml"
+    ))
+}
+
+async fn cluster(dir: &tempfile::TempDir) -> Cluster {
+    let mut opts = ClusterOptions::new(dir.path());
+    opts.seed = Some(seed());
+    Cluster::start(opts).await.expect("cluster starts")
+}
+
+fn cfg() -> ClientConfig {
+    ClientConfig {
+        heartbeat_interval: Some(Duration::from_secs(30)),
+        request_timeout: WAIT,
+        ..ClientConfig::default()
+    }
+}
+
+struct User {
+    c: ImClient,
+    ev: Events,
+    id: u32,
+}
+
+async fn login_at(addr: SocketAddr, name: &str, ct: ClientType) -> User {
+    let (c, ev) = ImClient::connect(&addr.to_string(), cfg()).await.unwrap();
+    let res = c
+        .login(&LoginParams::new(name, "123456").with_client_type(ct))
+        .await
+        .unwrap_or_else(|e| panic!("login {name}: {e}"));
+    let id = res.user_info.expect("user_info").user_id;
+    User { c, ev, id }
+}
+
+fn text(from: u32, to: u32, body: &str, group: bool) -> ImMsgData {
+    ImMsgData {
+        from_user_id: from,
+        to_session_id: to,
+        msg_id: 0,
+        create_time: 0,
+        msg_type: if group {
+            MsgType::GroupText
+        } else {
+            MsgType::SingleText
+        } as i32,
+        msg_data: Bytes::from(
+            im_proto::crypto::MessageCipher::default_key()
+                .encrypt(body.as_bytes())
+                .into_bytes(),
+        ),
+        attach_data: None,
+    }
+}
+
+/// The next IMMsgData on `ev`, with its header (delivery must carry seq 0).
+async fn next_msg(ev: &mut Events) -> (Pdu, ImMsgData) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pdu = tokio::time::timeout_at(deadline, ev.recv())
+            .await
+            .expect("a message in time")
+            .expect("connection open");
+        if pdu.command_id() == cid::CID_MSG_DATA {
+            let m = pdu.decode::<ImMsgData>().unwrap();
+            return (pdu, m);
+        }
+    }
+}
+
+async fn no_msg_within(ev: &mut Events, d: Duration) {
+    let deadline = tokio::time::Instant::now() + d;
+    while let Ok(Some(p)) = tokio::time::timeout_at(deadline, ev.recv()).await {
+        assert_ne!(
+            p.command_id(),
+            cid::CID_MSG_DATA,
+            "unexpected message delivery"
+        );
+    }
+}
+
+#[tokio::test]
+async fn http_login_then_auth_and_heartbeat_echo_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let a = fetch_msg_server(cl.login_url()).await.unwrap();
+    assert!(a.port > 0);
+    let (c, _ev) = ImClient::connect(&a.addr(), cfg()).await.unwrap();
+    let res = c
+        .login(&LoginParams::new("zhangsan", "123456"))
+        .await
+        .unwrap();
+    let info = res.user_info.unwrap();
+    assert_eq!(info.user_real_name, "zhangsan");
+    assert!(c.heartbeat().await.unwrap() < WAIT);
+    // The echo is the same PDU (same seq), requested explicitly.
+    assert_eq!(c.request(&ImHeartBeat {}).await.unwrap(), ImHeartBeat {});
+
+    for (name, pass) in [("zhangsan", "wrong"), ("nobody", "123456")] {
+        let (c, _ev) = ImClient::connect(&a.addr(), cfg()).await.unwrap();
+        let e = c.login(&LoginParams::new(name, pass)).await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::LoginRefused { code: 6, .. }),
+            "{name}: {e}"
+        );
+        // And the connection is closed after the refusal.
+        tokio::time::timeout(WAIT, c.closed()).await.unwrap();
+    }
+    cl.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn chat_across_msg_servers_with_ack_delivery_and_data_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let a = login_at(
+        cl.msg_server_addr(0).unwrap(),
+        "zhangsan",
+        ClientType::Windows,
+    )
+    .await;
+    let mut b = login_at(cl.msg_server_addr(1).unwrap(), "lisi", ClientType::Windows).await;
+    for i in 1..=3u32 {
+        let ack: ImMsgDataAck =
+            a.c.request(&text(a.id, b.id, &format!("hi {i}"), false))
+                .await
+                .unwrap();
+        assert_eq!((ack.user_id, ack.session_id, ack.msg_id), (a.id, b.id, i));
+        assert_eq!(ack.session_type, SessionType::Single as i32);
+        let (pdu, m) = next_msg(&mut b.ev).await;
+        assert_eq!(pdu.seq_num(), 0, "receivers get seq 0");
+        assert_eq!(
+            m.attach_data, None,
+            "no internal attach_data toward clients"
+        );
+        assert_eq!((m.from_user_id, m.to_session_id, m.msg_id), (a.id, b.id, i));
+        let plain = im_proto::crypto::MessageCipher::default_key()
+            .decrypt(&m.msg_data)
+            .unwrap();
+        assert_eq!(plain, format!("hi {i}").as_bytes());
+        // The receiver's delivery ack is accepted (nothing comes back for it).
+        b.c.send(&ImMsgDataAck {
+            user_id: b.id,
+            session_id: a.id,
+            msg_id: i,
+            session_type: SessionType::Single as i32,
+        })
+        .await
+        .unwrap();
+    }
+    cl.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn offline_receiver_gets_unread_history_and_read_ack_notifies_other_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let a = login_at(
+        cl.msg_server_addr(0).unwrap(),
+        "zhangsan",
+        ClientType::Windows,
+    )
+    .await;
+    let b_id = {
+        // Learn lisi's id, then go offline.
+        let b = login_at(cl.msg_server_addr(1).unwrap(), "lisi", ClientType::Windows).await;
+        let id = b.id;
+        b.c.close();
+        id
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 1..=2 {
+        let ack =
+            a.c.request(&text(a.id, b_id, &format!("while away {i}"), false))
+                .await
+                .unwrap();
+        assert_eq!(ack.msg_id, i);
+    }
+    // lisi comes back on both a PC and a phone, on different msg_servers.
+    let pc = login_at(cl.msg_server_addr(1).unwrap(), "lisi", ClientType::Windows).await;
+    let mut phone = login_at(cl.msg_server_addr(0).unwrap(), "lisi", ClientType::Android).await;
+    let unread =
+        pc.c.request(&ImUnreadMsgCntReq {
+            user_id: 0,
+            attach_data: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(unread.total_cnt, 2);
+    let entry = unread
+        .unreadinfo_list
+        .iter()
+        .find(|u| u.session_id == a.id)
+        .unwrap();
+    assert_eq!((entry.unread_cnt, entry.latest_msg_id), (2, 2));
+    let hist =
+        pc.c.request(&ImGetMsgListReq {
+            user_id: 0,
+            session_type: SessionType::Single as i32,
+            session_id: a.id,
+            msg_id_begin: 0,
+            msg_cnt: 10,
+            attach_data: None,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<u32> = hist.msg_list.iter().map(|m| m.msg_id).collect();
+    assert_eq!(ids, vec![2, 1], "newest first");
+    pc.c.send(&ImMsgDataReadAck {
+        user_id: 0,
+        session_id: a.id,
+        msg_id: 2,
+        session_type: SessionType::Single as i32,
+    })
+    .await
+    .unwrap();
+    // The reader's other device (the phone, on the other msg_server) is told.
+    let n: ImMsgDataReadNotify = phone.ev.next_of(WAIT).await.unwrap();
+    assert_eq!((n.user_id, n.session_id, n.msg_id), (pc.id, a.id, 2));
+    let unread =
+        pc.c.request(&ImUnreadMsgCntReq {
+            user_id: 0,
+            attach_data: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(unread.total_cnt, 0);
+    cl.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_group_of_three_over_two_msg_servers_gets_one_copy_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    // 周末聚餐: zhangsan (creator), lisi, wangwu, huangli — the seed's temporary group.
+    let a = login_at(
+        cl.msg_server_addr(0).unwrap(),
+        "zhangsan",
+        ClientType::Windows,
+    )
+    .await;
+    let mut b = login_at(cl.msg_server_addr(0).unwrap(), "lisi", ClientType::Windows).await;
+    let mut c = login_at(
+        cl.msg_server_addr(1).unwrap(),
+        "wangwu",
+        ClientType::Windows,
+    )
+    .await;
+    let groups =
+        a.c.request(&im_proto::group::ImGroupCreateReq {
+            user_id: 0,
+            group_type: im_proto::base::GroupType::Tmp as i32,
+            group_name: "e2e".into(),
+            group_avatar: String::new(),
+            member_id_list: vec![a.id, b.id, c.id],
+            attach_data: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(groups.result_code, 0);
+    let gid = groups.group_id.unwrap();
+    let ack =
+        a.c.request(&text(a.id, gid, "hello group", true))
+            .await
+            .unwrap();
+    assert_eq!((ack.session_id, ack.msg_id), (gid, 1));
+    for ev in [&mut b.ev, &mut c.ev] {
+        let (pdu, m) = next_msg(ev).await;
+        assert_eq!(pdu.seq_num(), 0);
+        assert_eq!((m.to_session_id, m.msg_id, m.from_user_id), (gid, 1, a.id));
+        no_msg_within(ev, Duration::from_millis(500)).await;
+    }
+    cl.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn duplicate_login_kicks_and_closes_the_old_connection_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let ms0 = cl.msg_server_addr(0).unwrap();
+    let ms1 = cl.msg_server_addr(1).unwrap();
+    let mut old_pc = login_at(ms0, "wangwu", ClientType::Windows).await;
+    let mut phone = login_at(ms1, "wangwu", ClientType::Ios).await;
+    // PC and mobile coexist.
+    no_kick_within(&mut old_pc.ev, Duration::from_millis(500)).await;
+    // A second PC login, on the other msg_server, kicks the first PC across route_server.
+    let new_pc = login_at(ms1, "wangwu", ClientType::Mac).await;
+    let kick: ImKickUser = old_pc.ev.next_of(WAIT).await.unwrap();
+    assert_eq!(kick.user_id, old_pc.id);
+    assert_eq!(
+        kick.kick_reason,
+        KickReasonType::KickReasonDuplicateUser as i32
+    );
+    tokio::time::timeout(WAIT, old_pc.c.closed())
+        .await
+        .expect("old PC connection closed");
+    // The phone and the new PC are untouched.
+    assert!(phone.c.heartbeat().await.is_ok());
+    assert!(new_pc.c.heartbeat().await.is_ok());
+    no_kick_within(&mut phone.ev, Duration::from_millis(300)).await;
+    // A second phone kicks the first phone.
+    let _phone2 = login_at(ms0, "wangwu", ClientType::Android).await;
+    let kick: ImKickUser = phone.ev.next_of(WAIT).await.unwrap();
+    assert_eq!(
+        kick.kick_reason,
+        KickReasonType::KickReasonDuplicateUser as i32
+    );
+    tokio::time::timeout(WAIT, phone.c.closed())
+        .await
+        .expect("old phone closed");
+    cl.shutdown().await.unwrap();
+}
+
+async fn no_kick_within(ev: &mut Events, d: Duration) {
+    let deadline = tokio::time::Instant::now() + d;
+    while let Ok(Some(p)) = tokio::time::timeout_at(deadline, ev.recv()).await {
+        assert_ne!(p.command_id(), cid::CID_LOGIN_KICK_USER, "unexpected kick");
+    }
+}
+
+#[tokio::test]
+async fn route_server_restart_reregisters_and_messages_flow_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cl = cluster(&dir).await;
+    let a = login_at(
+        cl.msg_server_addr(0).unwrap(),
+        "zhangsan",
+        ClientType::Windows,
+    )
+    .await;
+    let mut b = login_at(cl.msg_server_addr(1).unwrap(), "lisi", ClientType::Windows).await;
+    a.c.request(&text(a.id, b.id, "before", false))
+        .await
+        .unwrap();
+    next_msg(&mut b.ev).await;
+
+    cl.stop(ServerId::Route(0)).await.unwrap();
+    // Sent while route_server is down: acked (stored), delivered once it is back.
+    let ack =
+        a.c.request(&text(a.id, b.id, "during", false))
+            .await
+            .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cl.restart(ServerId::Route(0)).await.unwrap();
+    cl.wait_ready(WAIT).await.unwrap();
+    let (_, m) = next_msg(&mut b.ev).await;
+    assert_eq!(m.msg_id, ack.msg_id);
+    let ack =
+        a.c.request(&text(a.id, b.id, "after", false))
+            .await
+            .unwrap();
+    let (_, m) = next_msg(&mut b.ev).await;
+    assert_eq!(m.msg_id, ack.msg_id);
+    // Exactly once: the resend of the window is de-duplicated by the receiver's msg_server.
+    no_msg_within(&mut b.ev, Duration::from_millis(500)).await;
+    cl.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_input_on_every_listener_leaves_other_clients_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let a = login_at(
+        cl.msg_server_addr(0).unwrap(),
+        "zhangsan",
+        ClientType::Windows,
+    )
+    .await;
+    let mut b = login_at(cl.msg_server_addr(1).unwrap(), "lisi", ClientType::Windows).await;
+    let mut targets: Vec<SocketAddr> = Vec::new();
+    for e in cl.endpoints() {
+        targets.push(e.addr);
+        targets.push(e.admin);
+        if let Some(x) = e.extra {
+            targets.push(x);
+        }
+    }
+    for addr in targets {
+        for bad in [
+            &[0u8, 0, 0, 3][..],
+            &[0x7f, 0xff, 0xff, 0xff],
+            b"GET / HTTP/1.1\r\n\r\n",
+        ] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let _ = s.write_all(bad).await;
+            let mut buf = [0u8; 256];
+            let r = tokio::time::timeout(WAIT, s.read(&mut buf)).await;
+            assert!(r.is_ok(), "{addr} did not close after {bad:?}");
+        }
+        // A well-framed PDU whose body is garbage is dropped; the connection stays.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let garbage = Pdu::new(
+            im_proto::Header::new(im_proto::sid::SID_MSG, cid::CID_MSG_DATA, 1),
+            Bytes::from_static(&[0xff, 0xff, 0xff]),
+        );
+        let _ = s.write_all(&garbage.to_frame()).await;
+    }
+    // Everyone else is fine.
+    let ack =
+        a.c.request(&text(a.id, b.id, "still here", false))
+            .await
+            .unwrap();
+    let (_, m) = next_msg(&mut b.ev).await;
+    assert_eq!(m.msg_id, ack.msg_id);
+    cl.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_login_burst_spreads_over_both_msg_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let mut per_port: HashMap<u16, usize> = HashMap::new();
+    for _ in 0..100 {
+        let a = fetch_msg_server(cl.login_url()).await.unwrap();
+        *per_port.entry(a.port).or_default() += 1;
+    }
+    assert_eq!(per_port.len(), 2, "{per_port:?}");
+    for (port, n) in &per_port {
+        assert!(
+            (35..=65).contains(n),
+            "msg_server port {port} got {n} of 100: {per_port:?}"
+        );
+    }
+    cl.shutdown().await.unwrap();
+}
