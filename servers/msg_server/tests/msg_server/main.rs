@@ -8,3 +8,4 @@ mod harness;
 mod login;
 mod notify;
 mod original;
+mod real_db;
