@@ -149,13 +149,16 @@ pub async fn serve<H, F>(
             opts.idle_timeout,
             registry.stats().clone(),
         );
+        // Registered before the handler exists, so that anything iterating the registry
+        // (e.g. a shutdown announcement) cannot miss a connection whose handler already
+        // looked at the server's state.
+        registry.insert(&conn);
         let handler = make_handler(&conn);
         let (read, write) = stream.into_split();
         let registry = registry.clone();
         let opts2 = opts.clone();
         let shutdown2 = shutdown.clone();
         tasks.spawn(async move {
-            registry.insert(&conn);
             run_connection(conn.clone(), read, write, handler, &opts2, shutdown2).await;
             registry.remove(conn.id());
             drop(permit);

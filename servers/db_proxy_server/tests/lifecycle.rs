@@ -154,10 +154,20 @@ async fn shutdown_announces_stop_receive_and_answers_what_it_took() {
             .await
             .unwrap();
     }
-    // Shut down while stores are in flight.
+    // Shut down while stores are in flight: once the first answer shows the link is
+    // accepted and working (a connection still in the accept backlog at shutdown is simply
+    // reset, which is not what this test is about).
+    let mut answered = Vec::new();
+    let first = loop {
+        let pdu = events.recv_timeout(WAIT).await.unwrap().unwrap();
+        if pdu.command_id() == cid::CID_MSG_DATA {
+            break pdu.decode::<ImMsgData>().unwrap();
+        }
+    };
+    assert!(first.msg_id > 0);
+    answered.push(first.msg_id);
     s.shutdown.cancel();
     let mut stop_seen = false;
-    let mut answered = Vec::new();
     while let Ok(Some(pdu)) = events.recv_timeout(WAIT).await {
         match pdu.command_id() {
             cid::CID_OTHER_STOP_RECV_PACKET => {
