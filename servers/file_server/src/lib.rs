@@ -1,0 +1,1 @@
+//! file_server (skeleton; see its issue).

@@ -1,0 +1,1 @@
+//! http_msg_server (skeleton; see its issue).

@@ -1,0 +1,1 @@
+//! msfs (skeleton; see its issue).

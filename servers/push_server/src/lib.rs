@@ -1,0 +1,1 @@
+//! push_server (skeleton; see its issue).
