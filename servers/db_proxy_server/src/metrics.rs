@@ -37,6 +37,8 @@ pub const HANDLED: &[u16] = &[
     cid::CID_FILE_DEL_OFFLINE_REQ,
     cid::CID_OTHER_GET_DEVICE_TOKEN_REQ,
     cid::CID_OTHER_GET_SHIELD_REQ,
+    cid::CID_ADMIN_DISCOVERY_LIST_REQ,
+    cid::CID_ADMIN_REMOVE_TOKEN_REQ,
 ];
 
 /// Commands that write (their latency counts as storage write latency).
@@ -54,6 +56,7 @@ pub fn is_write(command_id: u16) -> bool {
             | cid::CID_GROUP_SHIELD_GROUP_REQUEST
             | cid::CID_FILE_ADD_OFFLINE_REQ
             | cid::CID_FILE_DEL_OFFLINE_REQ
+            | cid::CID_ADMIN_REMOVE_TOKEN_REQ
     )
 }
 

@@ -1,7 +1,8 @@
 //! One function per command, grouped by service: [`login`] (password check, device tokens,
 //! push shield), [`buddy`] (users, departments, recent sessions, signature), [`message`]
 //! (store, unread), [`history`], [`group`], [`file`] (offline file records) and [`other`] (the
-//! server-internal token and shield lookups).
+//! server-internal token and shield lookups, and two IM.Admin requests that http_msg_server
+//! and push_server make on their links: discovery items and dead-token removal).
 //!
 //! A handler decodes the request, checks it, and returns its [`Work`]: the store call first,
 //! then the wait for its result and the reply. The link's driver polls new work once at
@@ -173,6 +174,8 @@ pub fn dispatch<'a, S: Store>(sh: &'a Shared<S>, conn: &Conn, pdu: Pdu) -> Dispa
         cid::CID_FILE_DEL_OFFLINE_REQ => file::del_offline(sh, req, &pdu),
         cid::CID_OTHER_GET_DEVICE_TOKEN_REQ => other::device_tokens(sh, req, &pdu),
         cid::CID_OTHER_GET_SHIELD_REQ => other::group_shields(sh, req, &pdu),
+        cid::CID_ADMIN_DISCOVERY_LIST_REQ => other::discovery_list(sh, req, &pdu),
+        cid::CID_ADMIN_REMOVE_TOKEN_REQ => other::remove_token(sh, req, &pdu),
         _ => {
             // The original logs and ignores unknown commands (PROTOCOL.md 4.8); so do we,
             // quietly: CID_BUDDY_LIST_CHANGE_AVATAR_REQUEST, for one, is forwarded by every

@@ -1,9 +1,12 @@
 //! SID_OTHER lookups msg_server makes before a push (FLOWS.md 15.1 and 15.2): the members'
-//! group push mute, and the receivers' device tokens with their unread badge.
+//! group push mute, and the receivers' device tokens with their unread badge. Also the two
+//! IM.Admin requests our http_msg_server and push_server make on their server links (read-only
+//! discovery items, and a dead token's compare-and-delete), answered as on the admin port.
 
 use std::collections::{HashMap, HashSet};
 
 use im_proto::Pdu;
+use im_proto::admin::{AdminResult, ImAdminDiscoveryListReq, ImAdminRemoveTokenReq};
 use im_proto::base::{ClientType, ShieldStatus, UserTokenInfo};
 use im_proto::server::{
     ImGetDeviceTokenReq, ImGetDeviceTokenRsp, ImGroupGetShieldReq, ImGroupGetShieldRsp,
@@ -151,6 +154,34 @@ pub fn group_shields<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Di
             attach_data: m.attach_data,
         });
         req.done(true)
+    }))
+}
+
+/// CID_ADMIN_DISCOVERY_LIST_REQ on a server link: the visible discovery items.
+pub fn discovery_list<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Dispatch<'a> {
+    let Some(m) = decode::<ImAdminDiscoveryListReq, S>(sh, &req, pdu) else {
+        return req.finished(false);
+    };
+    Dispatch::Work(Box::pin(async move {
+        let rsp = crate::admin::discovery_list(&sh.store, m).await;
+        let ok = rsp.result_code() == AdminResult::AdminOk;
+        req.reply(&rsp);
+        req.done(ok)
+    }))
+}
+
+/// CID_ADMIN_REMOVE_TOKEN_REQ on a server link: removes a dead token if it is still the
+/// user's. Issued at dispatch, so it is ordered after the link's earlier token writes.
+pub fn remove_token<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Dispatch<'a> {
+    let Some(m) = decode::<ImAdminRemoveTokenReq, S>(sh, &req, pdu) else {
+        return req.finished(false);
+    };
+    let removed = crate::admin::remove_token(&sh.store, m);
+    Dispatch::Work(Box::pin(async move {
+        let rsp = removed.await;
+        let ok = rsp.result_code() == AdminResult::AdminOk;
+        req.reply(&rsp);
+        req.done(ok)
     }))
 }
 
