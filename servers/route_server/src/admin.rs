@@ -1,15 +1,18 @@
-//! The admin port: stats, route list, locate and kick (IM.Admin, our extension).
+//! The admin port: stats, route list, locate, kick, and the group member-change notify after
+//! an admin change (IM.Admin, our extension).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use im_common::admin::{AdminService, conn_list, unsupported};
 use im_proto::admin::{
-    AdminResult, ClientTypeCount, ImAdminConnListReq, ImAdminKickUserReq, ImAdminKickUserRsp,
-    ImAdminLocateUserReq, ImAdminLocateUserRsp, ImAdminRouteListReq, ImAdminRouteListRsp, Metric,
-    RouteEntry, ServerState, ServerStats, UserLocation,
+    AdminResult, ClientTypeCount, ImAdminConnListReq, ImAdminGroupNotifyReq, ImAdminGroupNotifyRsp,
+    ImAdminKickUserReq, ImAdminKickUserRsp, ImAdminLocateUserReq, ImAdminLocateUserRsp,
+    ImAdminRouteListReq, ImAdminRouteListRsp, Metric, RouteEntry, ServerState, ServerStats,
+    UserLocation,
 };
-use im_proto::base::ClientType;
+use im_proto::base::{ClientType, GroupModifyType};
+use im_proto::group::ImGroupChangeMemberNotify;
 use im_proto::{Pdu, cid};
 
 use crate::metrics::Class;
@@ -61,6 +64,16 @@ impl RouteAdmin {
             cid::CID_ADMIN_CONN_LIST_REQ => {
                 let req = pdu.decode::<ImAdminConnListReq>().unwrap_or_default();
                 Some(pdu.reply(&conn_list(&self.state.conns, &req)))
+            }
+            cid::CID_ADMIN_GROUP_NOTIFY_REQ => {
+                let rsp = match pdu.decode::<ImAdminGroupNotifyReq>() {
+                    Ok(req) => self.group_notify(&req),
+                    Err(_) => ImAdminGroupNotifyRsp {
+                        result_code: Some(AdminResult::AdminBadRequest as i32),
+                        msg_servers: Some(0),
+                    },
+                };
+                Some(pdu.reply(&rsp))
             }
             _ => unsupported(pdu),
         }
@@ -154,6 +167,46 @@ impl RouteAdmin {
             result_code: Some(AdminResult::AdminOk as i32),
             result_string: None,
             kicked: Some(kicked),
+        }
+    }
+
+    /// Broadcasts IMGroupChangeMemberNotify (requester 0: the administrator) to every
+    /// msg_server link after an admin member change made through db_proxy (Decisions 10):
+    /// each msg_server refreshes its member cache and tells the local connections of the
+    /// members, current and changed, as for a change relayed from another msg_server.
+    fn group_notify(&self, req: &ImAdminGroupNotifyReq) -> ImAdminGroupNotifyRsp {
+        let change = req.change_type.unwrap_or(0);
+        let group = req.group_id.unwrap_or(0);
+        let valid = GroupModifyType::try_from(change as i32).is_ok();
+        if !valid || group == 0 {
+            tracing::info!(
+                group_id = group,
+                change_type = change,
+                "admin group notify refused"
+            );
+            return ImAdminGroupNotifyRsp {
+                result_code: Some(AdminResult::AdminBadRequest as i32),
+                msg_servers: Some(0),
+            };
+        }
+        let notify = ImGroupChangeMemberNotify {
+            user_id: 0,
+            change_type: change as i32,
+            group_id: group,
+            cur_user_id_list: req.cur_user_ids.clone(),
+            chg_user_id_list: req.chg_user_ids.clone(),
+        };
+        let frame = Pdu::from_msg(&notify, 0).to_frame();
+        let links = self.state.broadcast(Class::GroupMember, &frame, None);
+        tracing::info!(
+            group_id = group,
+            change_type = change,
+            links,
+            "admin group notify sent"
+        );
+        ImAdminGroupNotifyRsp {
+            result_code: Some(AdminResult::AdminOk as i32),
+            msg_servers: Some(links as u32),
         }
     }
 

@@ -353,3 +353,60 @@ async fn stats_and_metrics_report_the_table_and_the_traffic() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn admin_group_notify_is_broadcast_to_every_msg_server() {
+    use im_proto::admin::ImAdminGroupNotifyReq;
+    use im_proto::group::ImGroupChangeMemberNotify;
+
+    let s = Server::start(Duration::from_secs(15)).await;
+    let (mut a, mut b) = (s.msg_server().await, s.msg_server().await);
+    a.sync().await;
+    b.sync().await;
+    let admin = s.admin().await;
+    let rsp = admin
+        .request(&ImAdminGroupNotifyReq {
+            change_type: Some(1),
+            group_id: Some(42),
+            cur_user_ids: vec![1, 2, 3],
+            chg_user_ids: vec![3],
+        })
+        .await
+        .unwrap();
+    assert_eq!(rsp.result_code, Some(AdminResult::AdminOk as i32));
+    assert_eq!(rsp.msg_servers, Some(2));
+    for l in [&mut a, &mut b] {
+        let p = l.next().await;
+        assert_eq!(p.command_id(), cid::CID_GROUP_CHANGE_MEMBER_NOTIFY);
+        assert_eq!(p.seq_num(), 0);
+        let n = p.decode::<ImGroupChangeMemberNotify>().unwrap();
+        assert_eq!(
+            n,
+            ImGroupChangeMemberNotify {
+                user_id: 0,
+                change_type: 1,
+                group_id: 42,
+                cur_user_id_list: vec![1, 2, 3],
+                chg_user_id_list: vec![3],
+            }
+        );
+    }
+    // An invalid change type or a missing group is refused and nothing is sent.
+    for (ct, g) in [(Some(7), Some(42)), (Some(2), None)] {
+        let rsp = admin
+            .request(&ImAdminGroupNotifyReq {
+                change_type: ct,
+                group_id: g,
+                cur_user_ids: vec![],
+                chg_user_ids: vec![1],
+            })
+            .await
+            .unwrap();
+        assert_eq!(rsp.result_code, Some(AdminResult::AdminBadRequest as i32));
+    }
+    let f = a.fence().await;
+    for l in [&mut a, &mut b] {
+        l.expect_nothing_before(f).await;
+    }
+    s.stop().await;
+}
