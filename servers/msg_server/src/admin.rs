@@ -1,4 +1,5 @@
-//! The admin port (IM.Admin): stats, connection listing, local kicks and drain.
+//! The admin port (IM.Admin): stats, connection listing, local kicks, drain, and sending a
+//! message on a user's behalf.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +12,16 @@ use im_common::conn::CloseReason;
 use im_common::upstream::{LinkState, LinkStatus};
 use im_proto::admin::{
     self, AdminResult, ClientTypeCount, ImAdminConnListReq, ImAdminDrainReq, ImAdminDrainRsp,
-    ImAdminKickUserReq, ImAdminKickUserRsp, Latency, Metric, ServerState, ServerStats,
-    UpstreamLink,
+    ImAdminKickUserReq, ImAdminKickUserRsp, ImAdminSendMsgReq, ImAdminSendMsgRsp, Latency, Metric,
+    ServerState, ServerStats, UpstreamLink,
 };
 use im_proto::base::KickReasonType;
+use im_proto::message::ImMsgData;
 use im_proto::{Pdu, cid};
+use tokio::sync::oneshot;
 
 use crate::server::Server;
+use crate::upstream::db::DbError;
 
 /// Whether the server is draining, and the task closing its connections.
 #[derive(Debug, Default)]
@@ -234,6 +238,77 @@ fn kick(s: &Server, req: &ImAdminKickUserReq) -> ImAdminKickUserRsp {
     }
 }
 
+fn send_refused(code: AdminResult, why: String) -> ImAdminSendMsgRsp {
+    ImAdminSendMsgRsp {
+        result_code: Some(code as i32),
+        result_string: Some(why),
+        msg_id: None,
+    }
+}
+
+/// IMAdminSendMsgReq: the message goes the way a client's IMMsgData from `from_user_id` goes
+/// ([`crate::send`]), without a login as that user: the answer carries the msg_id once it is
+/// stored, and every connection of the sender gets the message as "another device" (none of
+/// them sent it). Delivery, routing and push carry on after the answer, tracked like a
+/// client's, so shutdown waits for them.
+async fn send_msg(s: &Arc<Server>, req: ImAdminSendMsgReq) -> ImAdminSendMsgRsp {
+    let (from, to) = (
+        req.from_user_id.unwrap_or(0),
+        req.to_session_id.unwrap_or(0),
+    );
+    if from == 0 || to == 0 {
+        return send_refused(
+            AdminResult::AdminBadRequest,
+            "from_user_id and to_session_id are required".into(),
+        );
+    }
+    if s.is_stopping() {
+        return send_refused(AdminResult::AdminUnavailable, "shutting down".into());
+    }
+    let mut msg = ImMsgData {
+        from_user_id: from,
+        to_session_id: to,
+        msg_id: 0,
+        create_time: 0,
+        msg_type: req.msg_type.unwrap_or(0) as i32,
+        msg_data: req.msg_data.unwrap_or_default(),
+        attach_data: None,
+    };
+    let group = match crate::send::prepare(&mut msg, from) {
+        Ok(group) => group,
+        Err(why) => return send_refused(AdminResult::AdminBadRequest, why.to_string()),
+    };
+    let (tx, rx) = oneshot::channel();
+    let on_stored = move |r: Result<&ImMsgData, &DbError>| {
+        let _ = tx.send(r.map(|m| m.msg_id).map_err(|e| match e {
+            DbError::NoLink => AdminResult::AdminUnavailable,
+            _ => AdminResult::AdminFailed,
+        }));
+    };
+    crate::client::submit(
+        s,
+        crate::send::store_and_deliver(s.clone(), msg, group, 0, None, on_stored),
+    )
+    .await;
+    match rx.await {
+        Ok(Ok(msg_id)) => {
+            tracing::info!(
+                user_id = from,
+                to,
+                msg_id,
+                "admin: message sent on a user's behalf"
+            );
+            ImAdminSendMsgRsp {
+                result_code: Some(AdminResult::AdminOk as i32),
+                result_string: None,
+                msg_id: Some(msg_id),
+            }
+        }
+        Ok(Err(code)) => send_refused(code, "db_proxy did not store the message".into()),
+        Err(_) => send_refused(AdminResult::AdminFailed, "the store was abandoned".into()),
+    }
+}
+
 impl AdminService for MsgAdmin {
     fn kind(&self) -> &'static str {
         "msg_server"
@@ -303,6 +378,13 @@ impl AdminService for MsgAdmin {
                         result_code: Some(AdminResult::AdminBadRequest as i32),
                         result_string: Some(e.to_string()),
                     },
+                };
+                Some(pdu.reply(&rsp))
+            }
+            cid::CID_ADMIN_SEND_MSG_REQ => {
+                let rsp = match pdu.decode::<ImAdminSendMsgReq>() {
+                    Ok(req) => send_msg(&s, req).await,
+                    Err(e) => send_refused(AdminResult::AdminBadRequest, e.to_string()),
                 };
                 Some(pdu.reply(&rsp))
             }

@@ -12,6 +12,8 @@
 //!   duplicate filter, login throttle.
 //! * [`upstream`]: db_proxy pool, route_server links (with the resend window), login_server
 //!   and push_server links; [`routed`]: what arrives from route_server.
+//! * [`send`]: a message's path from checks to store, ack, delivery, routing and push (a
+//!   client's, or one sent on a user's behalf from the admin port).
 //! * [`push`]: building push requests; [`admin`]: the admin port; [`wire`]: byte-level
 //!   relaying helpers.
 
@@ -22,6 +24,7 @@ pub mod config;
 pub mod metrics;
 pub mod push;
 pub mod routed;
+pub mod send;
 pub mod server;
 pub mod state;
 pub mod upstream;
