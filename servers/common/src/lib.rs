@@ -9,6 +9,7 @@
 //!   key and the valid values; shared config sections.
 //! * [`telemetry`]: tracing set-up (text or JSON).
 //! * [`metrics`] and [`http`]: per-server metrics, Prometheus `/metrics`, `/healthz`, `/readyz`.
+//! * [`http1`]: the accept loop of the HTTP servers (msfs, http_msg_server) over hyper.
 //! * [`admin`]: the admin port (token first, then `IM.Admin` commands).
 //! * [`shutdown`]: signal handling and the shutdown token.
 //!
@@ -19,6 +20,7 @@ pub mod backoff;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod http1;
 pub mod metrics;
 pub mod process;
 pub mod serve;

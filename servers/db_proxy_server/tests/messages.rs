@@ -1,5 +1,5 @@
 //! Messages over a real socket: storing (ids, refusals, de-duplication, order), history,
-//! unread counts and read acks, recent sessions, and voice messages through a stand-in msfs.
+//! unread counts and read acks, recent sessions, and voice messages through the real msfs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -373,7 +373,7 @@ async fn voice_messages_round_trip_through_msfs() {
     let stored: ImMsgData = ask(&link, &msg).await;
     assert_eq!(stored.msg_id, 1);
     assert_eq!(stored.attach_data, Some(handle_attach(21)));
-    assert_eq!(msfs.state.files.lock().unwrap().len(), 1);
+    assert_eq!(msfs.files().len(), 1);
     // Unread counts and sessions show the encrypted placeholder for voice.
     let unread: ImUnreadMsgCntRsp = ask(
         &link,
@@ -416,7 +416,7 @@ async fn voice_messages_round_trip_through_msfs() {
     assert_eq!(&v.msg_data[..], &voice[..]);
 
     // A voice message whose bytes are gone is left out, not sent with its id as payload.
-    msfs.state.files.lock().unwrap().clear();
+    msfs.clear();
     let page: ImGetMsgListRsp = ask(&link, &history(b, a, 0, 10)).await;
     let ids: Vec<u32> = page.msg_list.iter().map(|m| m.msg_id).collect();
     assert_eq!(ids, vec![2]);

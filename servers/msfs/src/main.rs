@@ -1,1 +1,28 @@
-fn main() {}
+//! The `msfs` binary: flags, config, logging, signals; the server is in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use im_common::config::{env_prefix, load};
+use msfs::{Cli, Config, Listeners, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match main_inner().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("msfs: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn main_inner() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config: Config = load(cli.config.as_deref(), &env_prefix("msfs"))?;
+    im_common::telemetry::init(&config.log)?;
+    config.validate()?;
+    let listeners = Listeners::bind(&config).await?;
+    let shutdown = im_common::shutdown_on_signals();
+    run(config, listeners, shutdown).await
+}

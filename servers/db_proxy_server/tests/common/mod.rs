@@ -1,5 +1,5 @@
 //! Test kit: a db_proxy_server on 127.0.0.1:0 over a SQLite store in a temp dir, a client
-//! playing msg_server, and a stand-in for msfs.
+//! playing msg_server, and the real msfs.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod msfs;

@@ -1,136 +1,69 @@
-//! A STAND-IN for msfs, until our msfs server exists: a small HTTP server that behaves as
-//! FLOWS.md 17 describes the original (upload: one multipart part found by byte search,
-//! `Content-Type:` part header required, answer JSON with `url` = http://<Host>/<path>;
-//! download: GET of that path, 404 when missing). Replace it with the real msfs in these
-//! tests once that server is built.
+//! The real msfs on 127.0.0.1:0 with its data in a temp dir, for the voice message tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use im_common::CancellationToken;
 use tokio::net::TcpListener;
 
-/// The stand-in's state.
-#[derive(Clone, Default)]
-pub struct StandIn {
-    /// Stored files by path (without the leading slash).
-    pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    /// Uploads received.
-    pub uploads: Arc<AtomicU64>,
-}
-
-/// A running stand-in.
-pub struct StandInMsfs {
-    /// Base URL, e.g. `http://127.0.0.1:12345/`.
+/// A running msfs.
+pub struct Msfs {
+    /// Base URL, e.g. `http://127.0.0.1:12345/` (what login_server hands out as msfsPrior).
     pub url: String,
-    /// State.
-    pub state: StandIn,
-    task: tokio::task::JoinHandle<()>,
+    dir: tempfile::TempDir,
+    shutdown: CancellationToken,
 }
 
-impl Drop for StandInMsfs {
+impl Drop for Msfs {
     fn drop(&mut self) {
-        self.task.abort();
+        self.shutdown.cancel();
     }
 }
 
-/// Starts the stand-in on 127.0.0.1:0.
-pub async fn start() -> StandInMsfs {
+/// Starts msfs on 127.0.0.1:0.
+pub async fn start() -> Msfs {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
-    let state = StandIn::default();
-    let app = axum::Router::new()
-        .fallback(handle)
-        .with_state(state.clone());
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    StandInMsfs { url, state, task }
+    let dir = tempfile::tempdir().unwrap();
+    let config = msfs::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..msfs::Config::default()
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(msfs::run(
+        config,
+        msfs::Listeners {
+            http: listener,
+            admin: None,
+            metrics: None,
+        },
+        shutdown.clone(),
+    ));
+    Msfs { url, dir, shutdown }
 }
 
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-fn json(code: u32, msg: &str, path: &str, url: &str) -> Response {
-    let body = format!(
-        "{{\"error_code\":{code},\"error_msg\": \"{msg}\",\"path\":\"{path}\",\"url\":\"{url}\"}}"
-    );
-    (
-        [
-            (header::CONTENT_TYPE, "text/html;charset=utf-8"),
-            (header::CONNECTION, "close"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn handle(
-    axum::extract::State(state): axum::extract::State<StandIn>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match method {
-        Method::GET => {
-            let path = uri.path().trim_start_matches('/').to_owned();
-            match state.files.lock().unwrap().get(&path) {
-                Some(bytes) => (
-                    [(header::CONTENT_TYPE, "multipart/form-data")],
-                    bytes.clone(),
-                )
-                    .into_response(),
-                None => StatusCode::NOT_FOUND.into_response(),
+impl Msfs {
+    /// The stored files (not the counter's state file).
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.file_name().is_some_and(|n| n != msfs::store::STATE_FILE) {
+                    out.push(p);
+                }
             }
         }
-        Method::POST => {
-            let format_error = || json(2, "格式错误", "", "");
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let Some(b) = ct.find("boundary=") else {
-                return format_error();
-            };
-            let boundary = format!("\r\n--{}", &ct[b + 9..]);
-            let Some(disp) = find(&body, b"Content-Disposition:", 0) else {
-                return format_error();
-            };
-            if find(&body, b"filename=\"", disp).is_none() {
-                return format_error();
-            }
-            let Some(ctype) = find(&body, b"Content-Type:", disp) else {
-                return format_error();
-            };
-            let Some(blank) = find(&body, b"\r\n\r\n", ctype) else {
-                return format_error();
-            };
-            let start = blank + 4;
-            let Some(end) = find(&body, boundary.as_bytes(), start) else {
-                return format_error();
-            };
-            let n = state.uploads.fetch_add(1, Ordering::Relaxed);
-            let path = format!("g0/000/000/{}_{n}.audio", 1_700_000_000_000_000u64 + n);
-            state
-                .files
-                .lock()
-                .unwrap()
-                .insert(path.clone(), body[start..end].to_vec());
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("127.0.0.1");
-            json(0, "成功", &path, &format!("http://{host}/{path}"))
+        let mut out = Vec::new();
+        walk(self.dir.path(), &mut out);
+        out
+    }
+
+    /// Deletes every stored file (a data loss on the msfs side).
+    pub fn clear(&self) {
+        for f in self.files() {
+            std::fs::remove_file(f).unwrap();
         }
-        _ => StatusCode::FORBIDDEN.into_response(),
     }
 }
