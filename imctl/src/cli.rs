@@ -1,8 +1,19 @@
-//! The command line (clap).
+//! The command line (clap). The flags of the larger command families live in submodules:
+//! [`accounts`] (user, dept, group, discovery) and [`client`] (send, chat, demo).
+
+pub mod accounts;
+pub mod client;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use accounts::{
+    DeptAddArgs, DeptCmd, DiscoveryAddArgs, DiscoveryCmd, DiscoveryRmArgs, GroupCmd,
+    GroupCreateArgs, GroupLsArgs, GroupMembersArgs, ProfileArgs, UserAddArgs, UserCmd,
+    UserEditArgs, UserLsArgs, UserPasswdArgs, UserRefArgs,
+};
+pub use client::{ChatArgs, DemoArgs, SendArgs, TargetArgs};
 
 /// Operate a TeamTalk-compatible cluster.
 #[derive(Debug, Parser)]
@@ -39,6 +50,8 @@ pub struct Global {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start the whole suite in this process on SQLite, with demo users, for a first look.
+    Demo(DemoArgs),
     /// Every configured server: state, uptime, connections, messages, memory.
     Status,
     /// The msg_servers login_server hands out, with their load.
@@ -50,6 +63,22 @@ pub enum Command {
     Kick(KickArgs),
     /// Drain a msg_server: no new logins, existing users moved away gradually.
     Drain(DrainArgs),
+    /// Users: add (one, or many from a CSV), list, edit, set a password, disable.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Departments: add, list.
+    #[command(subcommand)]
+    Dept(DeptCmd),
+    /// Groups: create, list, add or remove members (their clients are told).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// The items of the clients' discovery tab: list, add, remove.
+    #[command(subcommand)]
+    Discovery(DiscoveryCmd),
+    /// Send a message on a user's behalf (their own clients stay connected).
+    Send(SendArgs),
+    /// A minimal line-based client: log in, print what arrives, send each line typed.
+    Chat(ChatArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }

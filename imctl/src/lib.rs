@@ -5,7 +5,9 @@ pub mod admin;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod csv;
 pub mod output;
+pub mod terminal;
 
 use std::process::ExitCode;
 

@@ -1,10 +1,18 @@
 //! One module per command.
 
+mod chat;
+mod demo;
+mod dept;
+mod discovery;
 mod drain;
+mod group;
 mod kick;
+mod lookup;
 mod route;
+mod send;
 mod servers;
 mod status;
+mod user;
 
 use std::process::ExitCode;
 
@@ -27,6 +35,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(a.shell, &mut cmd, "imctl", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Demo(a) = &cli.command {
+        // The demo makes the cluster; it reads no config (it writes one).
+        return demo::run(a, g.json).await;
+    }
     let config = Config::load(&over)?;
     let json = g.json;
     match &cli.command {
@@ -36,6 +48,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Route(RouteCmd::Who(a)) => route::who(&config, a, json).await,
         Command::Kick(a) => kick::run(&config, a, json).await,
         Command::Drain(a) => drain::run(&config, a, json).await,
-        Command::Completions(_) => Ok(ExitCode::SUCCESS),
+        Command::User(c) => user::run(&config, c, json).await,
+        Command::Dept(c) => dept::run(&config, c, json).await,
+        Command::Group(c) => group::run(&config, c, json).await,
+        Command::Discovery(c) => discovery::run(&config, c, json).await,
+        Command::Send(a) => send::run(&config, a, json).await,
+        Command::Chat(a) => chat::run(&config, a, json).await,
+        Command::Completions(_) | Command::Demo(_) => Ok(ExitCode::SUCCESS),
     }
 }
