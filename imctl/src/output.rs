@@ -35,7 +35,7 @@ impl Table {
         let mut width = vec![0usize; cols];
         for r in std::iter::once(&self.header).chain(&self.rows) {
             for (i, c) in r.iter().enumerate().take(cols) {
-                width[i] = width[i].max(c.chars().count());
+                width[i] = width[i].max(display_width(c));
             }
         }
         let mut out = String::new();
@@ -46,7 +46,7 @@ impl Table {
                     line.push_str(c);
                 } else {
                     line.push_str(c);
-                    line.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
+                    line.push_str(&" ".repeat(width[i] - display_width(c) + 2));
                 }
             }
             out.push_str(line.trim_end());
@@ -59,6 +59,27 @@ impl Table {
     pub fn print(&self) {
         print!("{}", self.render());
     }
+}
+
+/// Terminal columns of `s`: CJK ideographs, kana, Hangul and full-width forms take two (the
+/// demo's users have Chinese nicknames), everything else one.
+pub fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match u32::from(c) {
+            0x1100..=0x115F
+            | 0x2E80..=0x303E
+            | 0x3041..=0x33FF
+            | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF
+            | 0xA000..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// `1.5 MB` style sizes.
@@ -101,6 +122,14 @@ mod tests {
             t.render(),
             "KIND        NAME\nmsg_server  a\nx           bb\n"
         );
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        let mut t = Table::new(&["NICK", "DEPT"]);
+        t.row(vec!["张三".into(), "2".into()]);
+        t.row(vec!["amy".into(), "3".into()]);
+        assert_eq!(t.render(), "NICK  DEPT\n张三  2\namy   3\n");
     }
 
     #[test]
