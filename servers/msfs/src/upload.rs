@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
@@ -108,9 +108,20 @@ fn json_str(s: &str) -> String {
 pub async fn upload(app: &Arc<App>, req: Request<Incoming>, local: &str) -> Response<ResBody> {
     let (parts, body) = req.into_parts();
     let limit = app.config.max_upload_bytes;
+    // A client waiting for "100 Continue" has not sent its body: an early answer needs no
+    // drain, and not reading the body keeps hyper from inviting it.
+    let waits_for_continue = parts
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let refuse_early = |body: Incoming| {
+        if !waits_for_continue {
+            Pump::drain(body, limit, app.idle);
+        }
+    };
     if !token_ok(app, &parts.headers, parts.uri.query()) {
         app.metrics.upload_refused("token");
-        Pump::drain(body, limit, app.idle);
+        refuse_early(body);
         return unauthorized();
     }
     let declared = parts
@@ -120,7 +131,7 @@ pub async fn upload(app: &Arc<App>, req: Request<Incoming>, local: &str) -> Resp
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         app.metrics.upload_refused("too_large");
-        Pump::drain(body, limit, app.idle);
+        refuse_early(body);
         return too_large();
     }
     let boundary = parts
@@ -130,7 +141,7 @@ pub async fn upload(app: &Arc<App>, req: Request<Incoming>, local: &str) -> Resp
         .and_then(|ct| multer::parse_boundary(ct).ok());
     let Some(boundary) = boundary else {
         app.metrics.upload_refused("format");
-        Pump::drain(body, limit, app.idle);
+        refuse_early(body);
         return format_error(FormatError::NoBoundary);
     };
     let pump = Pump::spawn(body, limit, app.idle);

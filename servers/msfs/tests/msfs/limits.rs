@@ -44,6 +44,18 @@ async fn too_large_by_content_length_is_the_original_error() {
         .await
         .unwrap();
     assert_eq!(a.json()["error_code"], 1);
+    // A client waiting for "100 Continue" (curl above 1 MiB) gets the final answer instead.
+    let mut s = TcpStream::connect(&msfs.addr).await.unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: multipart/form-data; boundary=B\r\n\
+          Content-Length: 1048576\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let a = tokio::time::timeout(WAIT, read_answer(&mut s, false))
+        .await
+        .unwrap();
+    assert_eq!((a.status, a.json()["error_code"].as_u64()), (200, Some(1)));
     nothing_stored(dir.path());
     msfs.stop().await;
 }
