@@ -79,6 +79,12 @@ pub enum Command {
     Send(SendArgs),
     /// A minimal line-based client: log in, print what arrives, send each line typed.
     Chat(ChatArgs),
+    /// Run a scenario of scripted fake clients (fixtures/scenarios/); exit 2 when a
+    /// threshold fails, 3 when the scenario is invalid. `imctl sim validate FILE` checks one.
+    Sim(crate::sim::SimArgs),
+    /// Load generator: idle connections, 1:1 throughput, group fan-out, login storm; HDR
+    /// latency percentiles, verified delivery, JSON and Markdown reports.
+    Bench(crate::bench::BenchArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }

@@ -2,11 +2,14 @@
 //! client protocol to act as a user, and our `IM.Admin` extension on each server's admin port.
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod csv;
+pub mod loadgen;
 pub mod output;
+pub mod sim;
 pub mod terminal;
 
 use std::process::ExitCode;

@@ -54,6 +54,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Discovery(c) => discovery::run(&config, c, json).await,
         Command::Send(a) => send::run(&config, a, json).await,
         Command::Chat(a) => chat::run(&config, a, json).await,
+        Command::Sim(a) => crate::sim::run(&config, a, json).await,
+        Command::Bench(a) => crate::bench::run(&config, a, json).await,
         Command::Completions(_) | Command::Demo(_) => Ok(ExitCode::SUCCESS),
     }
 }

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# The standard benchmarks against a multi-process cluster (scripts/cluster.sh), on SQLite and,
+# when MariaDB and Redis are reachable, on MariaDB + Redis; writes target/bench/report.md
+# (the README's performance table comes from it) and one JSON + Markdown report per run.
+#
+#   scripts/bench.sh                 everything (about 15 minutes, release build first)
+#   IM_BENCH_ONLY=sqlite scripts/bench.sh
+#
+# What runs, per storage (each on a fresh database):
+#   1. login storm: IM_BENCH_LOGINS distinct users (default 5,000) log in at once
+#   2. maximum throughput: 1:1 chat between IM_BENCH_USERS users (default 2,000, so that no
+#      connection exceeds msg_server's 100 msgs/s limit) paired across the two msg_servers,
+#      closed model (each user keeps 4 messages unacked), warm-up then IM_BENCH_DURATION s
+#   3. latency: the same chat, open model at half the maximum acked rate
+#   4. group fan-out: 500 users in temporary groups of 50, 200 msgs/s offered
+#   5. idle connections: IM_BENCH_IDLE users (default 50,000) logged in and idle; memory per
+#      connection from the msg_servers' admin stats (a third msg_server is started so that no
+#      process needs more than ~17,000 sockets; imctl splits itself over worker processes
+#      for the same reason)
+#
+# Users: bench00001..benchNNNNN, password 123456, created through db_proxy_server's admin port
+# by the first run that needs them (`imctl bench --create-users`, names already taken are
+# kept), so the login storm measures logins, not account creation.
+#
+# Environment:
+#   IM_BENCH_DIR        output directory (default target/bench)
+#   IM_BENCH_ONLY       sqlite or mysql: run one storage only
+#   IM_BENCH_DURATION   measured seconds of the chat runs (default 30), IM_BENCH_WARMUP (5)
+#   IM_BENCH_USERS, IM_BENCH_LOGINS, IM_BENCH_IDLE   see above
+#   IM_MYSQL_URL / IM_REDIS_URL (or IM_TEST_MYSQL_URL / IM_TEST_REDIS_URL): MariaDB and Redis;
+#                       the benchmark uses its own database `teamtalk_bench` (dropped and
+#                       created) on that server, and Redis database 0 as the original does
+#
+# Durability as shipped: SQLite synchronous=FULL; MariaDB as configured on its server (the
+# report reads innodb_flush_log_at_trx_commit from it).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${IM_BENCH_DIR:-$repo/target/bench}
+duration=${IM_BENCH_DURATION:-30}
+warmup=${IM_BENCH_WARMUP:-5}
+users=${IM_BENCH_USERS:-2000}
+logins=${IM_BENCH_LOGINS:-5000}
+idle=${IM_BENCH_IDLE:-50000}
+only=${IM_BENCH_ONLY:-}
+imctl=$repo/target/release/imctl
+mkdir -p "$out"
+
+# Sockets: every process may open as many files as the hard limit allows (50,000 idle
+# connections need ~17,000 per msg_server and per imctl worker).
+ulimit -n "$(ulimit -Hn)"
+
+echo "bench.sh: building (release)..." >&2
+(cd "$repo" && cargo build --release -p imctl -p msg_server -p route_server -p login_server \
+  -p db_proxy_server) >&2
+
+json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
+
+machine() {
+  local cpu mem disk
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
+  disk=$(df -h "$out" | awk 'NR==2 {print $1 " (" $2 ", " $5 " used)"}')
+  echo "- CPU: $(nproc) cores, $cpu"
+  echo "- Memory: $mem; kernel $(uname -r); open files (hard limit) $(ulimit -Hn)"
+  echo "- Disk: $disk"
+  echo "- Load generator and servers on the same machine (loopback), $(date -u +%Y-%m-%d)"
+}
+
+extra_msg_server() {
+  # A third msg_server for the idle run, configured like the second one.
+  local run=$1 base=$2
+  sed -e "s/msg_server-2/msg_server-3/" -e "s/127.0.0.1:$((base + 1))\"/127.0.0.1:$((base + 2))\"/" \
+      -e "s/127.0.0.1:$((base + 1001))\"/127.0.0.1:$((base + 1002))\"/" \
+      "$run/msg_server-2.toml" > "$run/msg_server-3.toml"
+  (cd "$run" && RUST_LOG=warn exec nohup "$repo/target/release/msg_server" \
+     --config "$run/msg_server-3.toml" >>"$run/msg_server-3.log" 2>&1 </dev/null) &
+  echo $! > "$run/msg_server-3.pid"
+  sleep 2
+}
+
+suite() {
+  local label=$1 storage=$2 base=$3
+  local run="$out/$label-cluster" dir="$out/$label"
+  rm -rf "$run" "$dir"; mkdir -p "$run" "$dir"
+  export IM_RUN_DIR=$run IM_STORAGE=$storage IM_PORT_BASE=$base IM_PROFILE=release
+  RUST_LOG=warn "$repo/scripts/cluster.sh" up >/dev/null
+  extra_msg_server "$run" "$base"
+  local cfg=(--config "$run/imctl.toml")
+  local all_ms="msg_server=127.0.0.1:$((base + 1000)),127.0.0.1:$((base + 1001)),127.0.0.1:$((base + 1002))"
+  local common=(--quiet --label "$label")
+
+  echo "bench.sh [$label] login storm: $logins users" >&2
+  "$imctl" "${cfg[@]}" bench login --users "$logins" --create-users "${common[@]}" \
+    --out-json "$dir/login.json" --out-md "$dir/login.md" >/dev/null || true
+
+  echo "bench.sh [$label] maximum throughput (closed model)" >&2
+  "$imctl" "${cfg[@]}" bench chat --users "$users" --create-users --closed --in-flight 4 \
+    --warmup "$warmup" --duration "$duration" "${common[@]}" \
+    --out-json "$dir/max.json" --out-md "$dir/max.md" >/dev/null || true
+  local max half
+  max=$(json_get "$dir/max.json" "['messages']['acked_per_sec']")
+  half=$(python3 -c "print(max(1, int(float('$max') / 2)))")
+
+  echo "bench.sh [$label] latency at $half msgs/s (half of $max)" >&2
+  "$imctl" "${cfg[@]}" bench chat --users "$users" --rate "$half" \
+    --warmup "$warmup" --duration "$duration" "${common[@]}" \
+    --out-json "$dir/latency.json" --out-md "$dir/latency.md" >/dev/null || true
+
+  echo "bench.sh [$label] group fan-out" >&2
+  "$imctl" "${cfg[@]}" bench group --users 500 --group-size 50 --rate 200 --create-users \
+    --warmup "$warmup" --duration "$duration" "${common[@]}" \
+    --out-json "$dir/group.json" --out-md "$dir/group.md" >/dev/null || true
+
+  echo "bench.sh [$label] $idle idle connections" >&2
+  "$imctl" "${cfg[@]}" --admin "$all_ms" bench idle --users "$idle" --create-users --hold 5 \
+    "${common[@]}" --out-json "$dir/idle.json" --out-md "$dir/idle.md" >/dev/null || true
+
+  local durability
+  if [ "$storage" = sqlite ]; then
+    durability="SQLite synchronous=$(grep -o 'synchronous *= *"[a-z]*"' "$run/db_proxy_server.toml" | cut -d'"' -f2 || true)"
+    [ "$durability" = "SQLite synchronous=" ] && durability="SQLite synchronous=full (default)"
+  else
+    durability="MariaDB innodb_flush_log_at_trx_commit=$(mariadb -h 127.0.0.1 -uroot -N -e 'SELECT @@innodb_flush_log_at_trx_commit' 2>/dev/null || echo '?'), sync_binlog=$(mariadb -h 127.0.0.1 -uroot -N -e 'SELECT @@sync_binlog' 2>/dev/null || echo '?')"
+  fi
+  echo "$durability" > "$dir/durability.txt"
+
+  kill "$(cat "$run/msg_server-3.pid")" 2>/dev/null || true
+  "$repo/scripts/cluster.sh" down >/dev/null 2>&1 || true
+  unset IM_RUN_DIR IM_STORAGE IM_PORT_BASE
+}
+
+row() {
+  # One table row per storage from its JSON reports.
+  local label=$1 dir="$out/$1"
+  python3 - "$dir" "$label" <<'PY'
+import json, os, sys
+d, label = sys.argv[1], sys.argv[2]
+def load(n):
+    try:
+        return json.load(open(os.path.join(d, n + ".json")))
+    except Exception:
+        return None
+mx, lat, login, grp, idle = (load(n) for n in ("max", "latency", "login", "group", "idle"))
+dur = open(os.path.join(d, "durability.txt")).read().strip()
+def f(x, k, fmt="{:.0f}"):
+    try:
+        return fmt.format(k(x))
+    except Exception:
+        return "n/a"
+v = lambda r: r["verification"]
+print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+    label, dur,
+    f(mx, lambda r: r["messages"]["acked_per_sec"]),
+    f(lat, lambda r: r["settings"]["offered_rate"]),
+    f(lat, lambda r: r["latency_ms"]["send_deliver"]["p99"], "{:.1f} ms"),
+    f(lat, lambda r: r["latency_ms"]["send_ack"]["p99"], "{:.1f} ms"),
+    f(login, lambda r: r["logins"]["per_sec"]),
+    f(idle, lambda r: r["settings"]["rss_per_connection_bytes"], "{:.0f} B"),
+    f(grp, lambda r: r["messages"]["delivered_per_sec"]),
+))
+bad = [(n, r) for n, r in (("max", mx), ("latency", lat), ("group", grp)) if r and (v(r)["lost"] or v(r)["duplicates"] or v(r)["reordered"])]
+for n, r in bad:
+    print(f"\n{label} {n}: lost {v(r)['lost']}, duplicates {v(r)['duplicates']}, reordered {v(r)['reordered']}", file=sys.stderr)
+PY
+}
+
+mysql_url=${IM_MYSQL_URL:-${IM_TEST_MYSQL_URL:-}}
+redis_url=${IM_REDIS_URL:-${IM_TEST_REDIS_URL:-}}
+labels=()
+if [ "$only" != mysql ]; then
+  suite sqlite sqlite 21000
+  labels+=(sqlite)
+fi
+if [ "$only" != sqlite ] && [ -n "$mysql_url" ] && [ -n "$redis_url" ]; then
+  host_part=${mysql_url%/*}
+  mariadb -h 127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS teamtalk_bench; CREATE DATABASE teamtalk_bench CHARACTER SET utf8mb4" \
+    || { echo "bench.sh: cannot (re)create teamtalk_bench" >&2; exit 1; }
+  redis-cli -u "${redis_url%/*}/0" flushdb >/dev/null 2>&1 || true
+  IM_MYSQL_URL="$host_part/teamtalk_bench" IM_REDIS_URL="${redis_url%/*}/0" suite mysql mysql 23000
+  labels+=(mysql)
+fi
+
+{
+  echo "## Benchmarks ($(date -u +%Y-%m-%d))"
+  echo
+  machine
+  echo
+  echo "| Storage | Durability | Max delivered msgs/s (1:1, cross-server) | Offered for latency | p99 send→deliver | p99 send→ack | Logins/s ($logins users) | RSS per idle connection ($idle) | Group deliveries/s |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for l in "${labels[@]}"; do row "$l"; done
+  echo
+  for l in "${labels[@]}"; do
+    for n in max latency login group idle; do
+      [ -f "$out/$l/$n.md" ] && { cat "$out/$l/$n.md"; echo; }
+    done
+  done
+} > "$out/report.md"
+echo "bench.sh: report in $out/report.md" >&2
