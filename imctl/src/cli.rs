@@ -79,6 +79,8 @@ pub enum Command {
     Send(SendArgs),
     /// A minimal line-based client: log in, print what arrives, send each line typed.
     Chat(ChatArgs),
+    /// Live cluster dashboard: verdict, msg_servers, route_server, db_proxy, services.
+    Top(crate::top::TopArgs),
     /// Run a scenario of scripted fake clients (fixtures/scenarios/); exit 2 when a
     /// threshold fails, 3 when the scenario is invalid. `imctl sim validate FILE` checks one.
     Sim(crate::sim::SimArgs),

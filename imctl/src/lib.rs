@@ -11,6 +11,7 @@ pub mod loadgen;
 pub mod output;
 pub mod sim;
 pub mod terminal;
+pub mod top;
 
 use std::process::ExitCode;
 

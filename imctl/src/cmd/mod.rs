@@ -6,7 +6,8 @@ mod dept;
 mod discovery;
 mod drain;
 mod group;
-mod kick;
+// `imctl top` kicks through the same code path.
+pub(crate) mod kick;
 mod lookup;
 mod route;
 mod send;
@@ -54,6 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Discovery(c) => discovery::run(&config, c, json).await,
         Command::Send(a) => send::run(&config, a, json).await,
         Command::Chat(a) => chat::run(&config, a, json).await,
+        Command::Top(a) => crate::top::run(&config, a, json).await,
         Command::Sim(a) => crate::sim::run(&config, a, json).await,
         Command::Bench(a) => crate::bench::run(&config, a, json).await,
         Command::Completions(_) | Command::Demo(_) => Ok(ExitCode::SUCCESS),
