@@ -45,6 +45,10 @@ pub struct Config {
     pub login_servers: Vec<String>,
     /// push_server addresses (`PushServerIP<n>`); empty = no push.
     pub push_servers: Vec<String>,
+    /// file_server addresses, their msg_server port (`FileServerIP<n>`, 8601); we link to
+    /// every one and create each transfer task on one of them. Empty = no file transfer:
+    /// file requests are answered with a failure (FLOWS.md 14.1 step 2).
+    pub file_servers: Vec<String>,
     /// Most IMMsgData per client connection per second (token bucket); more are dropped and
     /// counted. The original allows 20 per timer tick; stock clients send far fewer.
     /// 0 = no limit.
@@ -105,6 +109,7 @@ impl Default for Config {
             route_servers: vec!["127.0.0.1:8200".to_owned()],
             login_servers: vec!["127.0.0.1:8100".to_owned()],
             push_servers: Vec::new(),
+            file_servers: Vec::new(),
             msg_rate_limit_per_sec: 100,
             login_timeout_secs: 15.0,
             idle_pc_secs: 120.0,

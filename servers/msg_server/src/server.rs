@@ -25,6 +25,7 @@ use crate::state::groups::{GroupCache, Members};
 use crate::state::throttle::LoginThrottle;
 use crate::state::{ConnEntry, Sessions};
 use crate::upstream::db::{DbPool, DbPoolOptions, Key};
+use crate::upstream::file::FileLinks;
 use crate::upstream::login::LoginLinks;
 use crate::upstream::push::PushLinks;
 use crate::upstream::route::RouteLinks;
@@ -82,6 +83,8 @@ pub struct Server {
     pub logins: LoginLinks,
     /// push_server links.
     pub push: PushLinks,
+    /// file_server links.
+    pub files: Arc<FileLinks>,
     /// Message-body cipher (push texts).
     pub cipher: MessageCipher,
     /// Client connections (admin listings, drain).
@@ -149,6 +152,13 @@ impl Server {
             links_shutdown.clone(),
         );
         let push = PushLinks::spawn(&config.push_servers, config.backoff, links_shutdown);
+        let files = FileLinks::spawn(
+            &config.file_servers,
+            config.backoff,
+            timeout,
+            &metrics.registry,
+            links_shutdown,
+        );
         Ok(Arc::new_cyclic(|weak| Server {
             routes: RouteLinks::spawn(
                 &config.route_servers,
@@ -172,6 +182,7 @@ impl Server {
             metrics,
             db,
             push,
+            files,
             cipher,
             registry: ConnRegistry::new(),
             inflight: TaskTracker::new(),

@@ -6,10 +6,10 @@
 //! login every request carries the authenticated user id, whatever the client put there.
 
 mod buddy;
+mod file;
 mod group;
 mod login;
 mod message;
-mod other;
 mod switch;
 
 use std::future::Future;
@@ -229,8 +229,11 @@ impl Handler for ClientHandler {
             cid::CID_GROUP_SHIELD_GROUP_REQUEST => group::shield(h, conn, &auth, pdu).await,
             // SID_SWITCH_SERVICE
             cid::CID_SWITCH_P2P_CMD => switch::p2p_cmd(h, conn, &auth, pdu),
-            // SID_FILE (file transfer is a later issue; FLOWS.md 14.1 step 2's refusal)
-            cid::CID_FILE_REQUEST => other::file_request(h, conn, &auth, pdu),
+            // SID_FILE
+            cid::CID_FILE_REQUEST => file::request(h, conn, &auth, pdu).await,
+            cid::CID_FILE_HAS_OFFLINE_REQ => file::has_offline(h, conn, &auth, pdu).await,
+            cid::CID_FILE_ADD_OFFLINE_REQ => file::add_offline(h, conn, &auth, pdu),
+            cid::CID_FILE_DEL_OFFLINE_REQ => file::del_offline(h, conn, &auth, pdu),
             other => {
                 self.server.metrics.unknown_commands.inc();
                 tracing::debug!(

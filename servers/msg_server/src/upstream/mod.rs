@@ -1,9 +1,10 @@
 //! Links to the other servers: db_proxy ([`db`]), route_server ([`route`]), login_server
-//! ([`login`]) and push_server ([`push`]). Each is an [`im_common::Upstream`] that reconnects
-//! by itself; these modules add what msg_server does on top (registration, choice of link,
-//! the route resend window).
+//! ([`login`]), push_server ([`push`]) and file_server ([`file`]). Each is an
+//! [`im_common::Upstream`] that reconnects by itself; these modules add what msg_server does
+//! on top (registration, choice of link, the route resend window).
 
 pub mod db;
+pub mod file;
 pub mod login;
 pub mod push;
 pub mod route;

@@ -5,6 +5,7 @@ mod admin_send;
 mod chat;
 mod cluster;
 mod fake_db;
+mod file;
 mod harness;
 mod login;
 mod notify;

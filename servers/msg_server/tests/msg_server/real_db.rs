@@ -23,8 +23,8 @@ use crate::harness::*;
 /// The password of every seeded user.
 const PW: &str = "secret-pw";
 
-struct RealDb {
-    addr: String,
+pub struct RealDb {
+    pub addr: String,
     shutdown: CancellationToken,
     _shared: Arc<Shared<SqliteStore>>,
     _dir: tempfile::TempDir,
@@ -37,7 +37,7 @@ impl Drop for RealDb {
 }
 
 /// db_proxy_server over a fresh SQLite file with alice (1), bob (2), carol (3), dave (4).
-async fn real_db() -> RealDb {
+pub async fn real_db() -> RealDb {
     let dir = tempfile::tempdir().unwrap();
     let mut config = db_proxy_server::Config {
         listen: "127.0.0.1:0".into(),
@@ -80,7 +80,7 @@ async fn real_db() -> RealDb {
     }
 }
 
-async fn user(addr: &str, name: &str, ct: ClientType) -> Client {
+pub async fn user(addr: &str, name: &str, ct: ClientType) -> Client {
     let start = std::time::Instant::now();
     loop {
         let (c, ev) = connect(addr).await;
