@@ -87,6 +87,10 @@ pub enum Command {
     /// Load generator: idle connections, 1:1 throughput, group fan-out, login storm; HDR
     /// latency percentiles, verified delivery, JSON and Markdown reports.
     Bench(crate::bench::BenchArgs),
+    /// Database migrations: create a schema, copy between SQLite and MySQL/MariaDB (with the
+    /// Redis or embedded cache data), import an original TeamTalk deployment.
+    #[command(subcommand)]
+    Migrate(crate::cmd::migrate::MigrateCmd),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }

@@ -9,6 +9,7 @@ mod group;
 // `imctl top` kicks through the same code path.
 pub(crate) mod kick;
 mod lookup;
+pub mod migrate;
 mod route;
 mod send;
 mod servers;
@@ -36,6 +37,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(a.shell, &mut cmd, "imctl", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Migrate(m) = &cli.command {
+        // Migrations name their databases on the command line; no cluster config.
+        return migrate::run(m, g.json).await;
+    }
     if let Command::Demo(a) = &cli.command {
         // The demo makes the cluster; it reads no config (it writes one).
         return demo::run(a, g.json).await;
@@ -58,6 +63,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(a) => crate::top::run(&config, a, json).await,
         Command::Sim(a) => crate::sim::run(&config, a, json).await,
         Command::Bench(a) => crate::bench::run(&config, a, json).await,
-        Command::Completions(_) | Command::Demo(_) => Ok(ExitCode::SUCCESS),
+        Command::Completions(_) | Command::Demo(_) | Command::Migrate(_) => Ok(ExitCode::SUCCESS),
     }
 }

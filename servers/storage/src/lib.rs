@@ -8,9 +8,11 @@
 //!   a reader pool, counters in tables of the same file) and MySQL/MariaDB on the original
 //!   TeamTalk schema with Redis for counters and caches (original key names).
 //! * [`config`]: the `[storage]` config section; [`password`]: password checks (Decisions 9).
+//! * [`migrate`]: `imctl migrate` (schema creation, copies between backends, TeamTalk import).
 
 pub mod config;
 pub mod error;
+pub mod migrate;
 pub mod mysql;
 pub mod password;
 pub mod redis_cache;

@@ -17,7 +17,7 @@ pub mod schema;
 mod batch_commit;
 mod batch_prepare;
 mod batcher;
-mod content;
+pub(crate) mod content;
 mod files;
 mod groups;
 mod members;

@@ -25,7 +25,7 @@ mod groups;
 mod messages;
 mod readers;
 mod row;
-mod schema;
+pub(crate) mod schema;
 mod sessions;
 mod syncer;
 mod tokens;

@@ -267,13 +267,13 @@ fn shard_tables() -> String {
 }
 
 /// The newest schema version this build knows.
-pub(super) fn latest_version() -> u32 {
+pub(crate) fn latest_version() -> u32 {
     MIGRATIONS.last().map_or(0, |(v, _)| *v)
 }
 
 /// Opens the writer connection: creates the parent directory and the file, applies the
 /// pragmas and every missing migration step.
-pub(super) fn open_writer(config: &SqliteConfig) -> StorageResult<Connection> {
+pub(crate) fn open_writer(config: &SqliteConfig) -> StorageResult<Connection> {
     if let Some(dir) = config.path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -316,7 +316,7 @@ pub(super) fn open_writer(config: &SqliteConfig) -> StorageResult<Connection> {
 }
 
 /// Opens one read-only reader connection (after the writer has created the schema).
-pub(super) fn open_reader(config: &SqliteConfig) -> StorageResult<Connection> {
+pub(crate) fn open_reader(config: &SqliteConfig) -> StorageResult<Connection> {
     use rusqlite::OpenFlags;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
