@@ -1,5 +1,6 @@
 //! im-cluster: a whole suite in one process — db_proxy_server, route_server(s),
-//! login_server and msg_server(s) — on ephemeral or given ports, storage SQLite by default.
+//! login_server, msg_server(s), and (optionally, on by default) file_server, push_server,
+//! msfs and http_msg_server — on ephemeral or given ports, storage SQLite by default.
 //!
 //! End-to-end tests start one per test; `imctl demo` starts one for newcomers. Every server
 //! runs its real `run(config, listeners, shutdown)` with real sockets on loopback, so what is
@@ -28,6 +29,30 @@ pub enum ServerId {
     Route(usize),
     /// msg_server number i.
     Msg(usize),
+    /// The file_server.
+    File,
+    /// The push_server.
+    Push,
+    /// msfs.
+    Msfs,
+    /// The http_msg_server.
+    HttpMsg,
+}
+
+impl ServerId {
+    /// The server kind, as imctl's config names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerId::Login => "login_server",
+            ServerId::DbProxy => "db_proxy_server",
+            ServerId::Route(_) => "route_server",
+            ServerId::Msg(_) => "msg_server",
+            ServerId::File => "file_server",
+            ServerId::Push => "push_server",
+            ServerId::Msfs => "msfs",
+            ServerId::HttpMsg => "http_msg_server",
+        }
+    }
 }
 
 impl std::fmt::Display for ServerId {
@@ -37,6 +62,10 @@ impl std::fmt::Display for ServerId {
             ServerId::DbProxy => f.write_str("db_proxy_server"),
             ServerId::Route(i) => write!(f, "route_server-{}", i + 1),
             ServerId::Msg(i) => write!(f, "msg_server-{}", i + 1),
+            ServerId::File => f.write_str("file_server"),
+            ServerId::Push => f.write_str("push_server"),
+            ServerId::Msfs => f.write_str("msfs"),
+            ServerId::HttpMsg => f.write_str("http_msg_server"),
         }
     }
 }
@@ -47,7 +76,9 @@ pub enum Ports {
     /// Every port chosen by the OS (tests).
     Ephemeral,
     /// The original TeamTalk ports: login HTTP 8080 and msg_server port 8100, route_server
-    /// 8200.., db_proxy 10600, msg_servers 8000.. ; admin ports are those + 10000.
+    /// 8200.., db_proxy 10600, msg_servers 8000.., file_server 8600 (clients) and 8601
+    /// (msg_servers), push_server 8500, msfs 8700, http_msg_server 8400; admin ports are the
+    /// main port + 10000.
     Standard,
 }
 
@@ -73,6 +104,9 @@ pub struct ClusterOptions {
     pub bind_ip: IpAddr,
     /// Ports.
     pub ports: Ports,
+    /// Also start file_server, push_server (no provider enabled unless tuned), msfs and
+    /// http_msg_server.
+    pub extras: bool,
     /// Adjusts the configs before start (tests shorten timeouts this way).
     pub tune: Option<Tune>,
 }
@@ -100,6 +134,7 @@ impl ClusterOptions {
             admin_token: None,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             ports: Ports::Ephemeral,
+            extras: true,
             tune: None,
         }
     }
@@ -116,6 +151,14 @@ pub struct ServerConfigs {
     pub route: Vec<route_server::Config>,
     /// msg_servers.
     pub msg: Vec<msg_server::Config>,
+    /// file_server (with `extras`).
+    pub file: Option<file_server::Config>,
+    /// push_server (with `extras`).
+    pub push: Option<push_server::Config>,
+    /// msfs (with `extras`).
+    pub msfs: Option<msfs::Config>,
+    /// http_msg_server (with `extras`).
+    pub http_msg: Option<http_msg_server::Config>,
 }
 
 /// Addresses of one server.
@@ -123,12 +166,14 @@ pub struct ServerConfigs {
 pub struct Endpoint {
     /// Which server.
     pub id: ServerId,
-    /// Main address (msg_server: the client port; login_server: the HTTP port; route_server
-    /// and db_proxy: the port servers link to).
+    /// Main address (msg_server: the client port; login_server, msfs and http_msg_server:
+    /// the HTTP port; route_server, db_proxy and push_server: the port servers link to;
+    /// file_server: the client port).
     pub addr: SocketAddr,
     /// Admin port.
     pub admin: SocketAddr,
-    /// login_server only: the port msg_servers register on.
+    /// login_server: the port msg_servers register on; file_server: the port msg_servers
+    /// link to.
     pub extra: Option<SocketAddr>,
 }
 
@@ -144,6 +189,7 @@ pub struct Cluster {
     servers: Vec<Running>,
     shutdown: CancellationToken,
     token: String,
+    api_token: String,
     login_url: String,
     seed: Option<PathBuf>,
 }
@@ -163,6 +209,11 @@ const STD_LOGIN_MSG: u16 = 8100;
 const STD_ROUTE: u16 = 8200;
 const STD_DB_PROXY: u16 = 10600;
 const STD_MSG: u16 = 8000;
+const STD_FILE_CLIENT: u16 = 8600;
+const STD_FILE_MSG: u16 = 8601;
+const STD_PUSH: u16 = 8500;
+const STD_MSFS: u16 = 8700;
+const STD_HTTP_MSG: u16 = 8400;
 const STD_ADMIN_OFFSET: u16 = 10000;
 
 async fn bind(ip: IpAddr, port: u16, what: &str) -> anyhow::Result<TcpListener> {
@@ -192,6 +243,11 @@ struct Bound {
     db_admin: TcpListener,
     route: Vec<(TcpListener, TcpListener)>,
     msg: Vec<(TcpListener, TcpListener)>,
+    /// (client, msg_servers, admin)
+    file: Option<(TcpListener, TcpListener, TcpListener)>,
+    push: Option<(TcpListener, TcpListener)>,
+    msfs: Option<(TcpListener, TcpListener)>,
+    http_msg: Option<(TcpListener, TcpListener)>,
 }
 
 impl Cluster {
@@ -218,7 +274,30 @@ impl Cluster {
             db_admin: bind(ip, std_admin(STD_DB_PROXY), "db_proxy_server admin").await?,
             route: Vec::new(),
             msg: Vec::new(),
+            file: None,
+            push: None,
+            msfs: None,
+            http_msg: None,
         };
+        if opts.extras {
+            bound.file = Some((
+                bind(ip, std_port(STD_FILE_CLIENT), "file_server").await?,
+                bind(ip, std_port(STD_FILE_MSG), "file_server msg_server port").await?,
+                bind(ip, std_admin(STD_FILE_CLIENT), "file_server admin").await?,
+            ));
+            bound.push = Some((
+                bind(ip, std_port(STD_PUSH), "push_server").await?,
+                bind(ip, std_admin(STD_PUSH), "push_server admin").await?,
+            ));
+            bound.msfs = Some((
+                bind(ip, std_port(STD_MSFS), "msfs").await?,
+                bind(ip, std_admin(STD_MSFS), "msfs admin").await?,
+            ));
+            bound.http_msg = Some((
+                bind(ip, std_port(STD_HTTP_MSG), "http_msg_server").await?,
+                bind(ip, std_admin(STD_HTTP_MSG), "http_msg_server admin").await?,
+            ));
+        }
         for i in 0..opts.route_servers.max(1) {
             let p = STD_ROUTE + i as u16;
             bound.route.push((
@@ -234,7 +313,8 @@ impl Cluster {
             ));
         }
         let token = opts.admin_token.clone().unwrap_or_else(random_token);
-        let mut configs = Self::build_configs(&opts, &bound, &token)?;
+        let api_token = random_token();
+        let mut configs = Self::build_configs(&opts, &bound, &token, &api_token)?;
         if let Some(tune) = &opts.tune {
             tune(&mut configs);
         }
@@ -244,6 +324,7 @@ impl Cluster {
             servers: Vec::new(),
             shutdown: CancellationToken::new(),
             token,
+            api_token,
             login_url,
             seed: opts.seed.clone(),
         };
@@ -259,6 +340,7 @@ impl Cluster {
         opts: &ClusterOptions,
         b: &Bound,
         token: &str,
+        api_token: &str,
     ) -> anyhow::Result<ServerConfigs> {
         let admin = |l: &TcpListener| -> anyhow::Result<im_common::config::AdminConfig> {
             Ok(im_common::config::AdminConfig {
@@ -312,12 +394,73 @@ impl Cluster {
                 ..msg_server::Config::default()
             });
         }
-        Ok(ServerConfigs {
+        let mut configs = ServerConfigs {
             login,
             db_proxy,
             route,
             msg,
-        })
+            file: None,
+            push: None,
+            msfs: None,
+            http_msg: None,
+        };
+        let ip = opts.bind_ip;
+        if let Some((http, admin_l)) = &b.msfs {
+            let cfg = msfs::Config {
+                name: "msfs-1".into(),
+                listen: addr_of(http)?.to_string(),
+                data_dir: opts.data_dir.join("msfs"),
+                admin: admin(admin_l)?,
+                ..msfs::Config::default()
+            };
+            let url = format!("http://{}/", cfg.listen);
+            configs.login.msfs = url.clone();
+            configs.db_proxy.msfs_url = url;
+            configs.msfs = Some(cfg);
+        }
+        if let Some((http, admin_l)) = &b.http_msg {
+            let cfg = http_msg_server::Config {
+                name: "http_msg_server-1".into(),
+                listen: addr_of(http)?.to_string(),
+                api_token: api_token.to_owned(),
+                db_proxy: vec![configs.db_proxy.listen.clone()],
+                route_servers: route_addrs.clone(),
+                admin: admin(admin_l)?,
+                ..http_msg_server::Config::default()
+            };
+            configs.login.discovery = format!("http://{}/api/discovery", cfg.listen);
+            configs.http_msg = Some(cfg);
+        }
+        if let Some((client, msg_l, admin_l)) = &b.file {
+            let cfg = file_server::Config {
+                name: "file_server-1".into(),
+                client_listen: addr_of(client)?.to_string(),
+                msg_server_listen: addr_of(msg_l)?.to_string(),
+                advertise: vec![ip.to_string()],
+                data_dir: opts.data_dir.join("offline_file"),
+                db_proxy: vec![configs.db_proxy.listen.clone()],
+                admin: admin(admin_l)?,
+                ..file_server::Config::default()
+            };
+            for m in &mut configs.msg {
+                m.file_servers = vec![cfg.msg_server_listen.clone()];
+            }
+            configs.file = Some(cfg);
+        }
+        if let Some((main, admin_l)) = &b.push {
+            let mut cfg = push_server::Config {
+                name: "push_server-1".into(),
+                listen: addr_of(main)?.to_string(),
+                admin: admin(admin_l)?,
+                ..push_server::Config::default()
+            };
+            cfg.db_proxy.addresses = vec![configs.db_proxy.listen.clone()];
+            for m in &mut configs.msg {
+                m.push_servers = vec![cfg.listen.clone()];
+            }
+            configs.push = Some(cfg);
+        }
+        Ok(configs)
     }
 
     fn spawn_all(&mut self, b: Bound) -> anyhow::Result<()> {
@@ -329,16 +472,133 @@ impl Cluster {
             db_admin,
             route,
             msg,
+            file,
+            push,
+            msfs,
+            http_msg,
         } = b;
+        if let Some((http, admin)) = msfs {
+            self.spawn_msfs(http, admin)?;
+        }
         self.spawn_db_proxy(db, db_admin)?;
         for (i, (l, a)) in route.into_iter().enumerate() {
             self.spawn_route(i, l, a)?;
+        }
+        if let Some((client, msg_l, admin)) = file {
+            self.spawn_file(client, msg_l, admin)?;
+        }
+        if let Some((main, admin)) = push {
+            self.spawn_push(main, admin)?;
+        }
+        if let Some((http, admin)) = http_msg {
+            self.spawn_http_msg(http, admin)?;
         }
         self.spawn_login(login_http, login_msg, login_admin)?;
         for (i, (l, a)) in msg.into_iter().enumerate() {
             self.spawn_msg(i, l, a)?;
         }
         Ok(())
+    }
+
+    fn spawn_file(
+        &mut self,
+        client: TcpListener,
+        msg: TcpListener,
+        admin: TcpListener,
+    ) -> anyhow::Result<()> {
+        let config = self.configs.file.clone().context("no file_server config")?;
+        let endpoint = Endpoint {
+            id: ServerId::File,
+            addr: addr_of(&client)?,
+            admin: addr_of(&admin)?,
+            extra: Some(addr_of(&msg)?),
+        };
+        let listeners = file_server::Listeners {
+            client,
+            msg_servers: msg,
+            admin: Some(admin),
+            metrics: None,
+        };
+        self.launch(endpoint, move |s| async move {
+            file_server::run(config, listeners, s).await
+        });
+        Ok(())
+    }
+
+    fn spawn_push(&mut self, main: TcpListener, admin: TcpListener) -> anyhow::Result<()> {
+        let config = self.configs.push.clone().context("no push_server config")?;
+        let endpoint = Endpoint {
+            id: ServerId::Push,
+            addr: addr_of(&main)?,
+            admin: addr_of(&admin)?,
+            extra: None,
+        };
+        let listeners = push_server::Listeners {
+            msg_servers: main,
+            admin: Some(admin),
+            metrics: None,
+        };
+        self.launch(endpoint, move |s| async move {
+            push_server::run(config, listeners, s).await
+        });
+        Ok(())
+    }
+
+    fn spawn_msfs(&mut self, http: TcpListener, admin: TcpListener) -> anyhow::Result<()> {
+        let config = self.configs.msfs.clone().context("no msfs config")?;
+        let endpoint = Endpoint {
+            id: ServerId::Msfs,
+            addr: addr_of(&http)?,
+            admin: addr_of(&admin)?,
+            extra: None,
+        };
+        let listeners = msfs::Listeners {
+            http,
+            admin: Some(admin),
+            metrics: None,
+        };
+        self.launch(endpoint, move |s| async move {
+            msfs::run(config, listeners, s).await
+        });
+        Ok(())
+    }
+
+    fn spawn_http_msg(&mut self, http: TcpListener, admin: TcpListener) -> anyhow::Result<()> {
+        let config = self
+            .configs
+            .http_msg
+            .clone()
+            .context("no http_msg_server config")?;
+        let endpoint = Endpoint {
+            id: ServerId::HttpMsg,
+            addr: addr_of(&http)?,
+            admin: addr_of(&admin)?,
+            extra: None,
+        };
+        let listeners = http_msg_server::Listeners {
+            http,
+            admin: Some(admin),
+            metrics: None,
+        };
+        self.launch(endpoint, move |s| async move {
+            http_msg_server::run(config, listeners, s).await
+        });
+        Ok(())
+    }
+
+    /// Spawns a server task under its own stop token (a child of the cluster's).
+    fn launch<F, Fut>(&mut self, endpoint: Endpoint, run: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let stop = self.child_token();
+        let task = tokio::spawn(run(stop.clone()));
+        self.put(Running {
+            endpoint,
+            stop,
+            task: Some(task),
+        });
     }
 
     fn child_token(&self) -> CancellationToken {
@@ -364,7 +624,6 @@ impl Cluster {
             admin: addr_of(&admin)?,
             extra: None,
         };
-        let stop = self.child_token();
         let config = self.configs.db_proxy.clone();
         let seed = self.seed.clone();
         let listeners = db_proxy_server::Listeners {
@@ -372,14 +631,8 @@ impl Cluster {
             admin: Some(admin),
             metrics: None,
         };
-        let s = stop.clone();
-        let task = tokio::spawn(async move {
+        self.launch(endpoint, move |s| async move {
             db_proxy_server::run_seeded(config, listeners, s, seed.as_deref()).await
-        });
-        self.put(Running {
-            endpoint,
-            stop,
-            task: Some(task),
         });
         Ok(())
     }
@@ -396,19 +649,14 @@ impl Cluster {
             admin: addr_of(&admin)?,
             extra: None,
         };
-        let stop = self.child_token();
         let config = self.configs.route[i].clone();
         let listeners = route_server::Listeners {
             msg_servers: main,
             admin: Some(admin),
             metrics: None,
         };
-        let s = stop.clone();
-        let task = tokio::spawn(async move { route_server::run(config, listeners, s).await });
-        self.put(Running {
-            endpoint,
-            stop,
-            task: Some(task),
+        self.launch(endpoint, move |s| async move {
+            route_server::run(config, listeners, s).await
         });
         Ok(())
     }
@@ -425,7 +673,6 @@ impl Cluster {
             admin: addr_of(&admin)?,
             extra: Some(addr_of(&msg)?),
         };
-        let stop = self.child_token();
         let config = self.configs.login.clone();
         let listeners = login_server::Listeners {
             http,
@@ -434,12 +681,8 @@ impl Cluster {
             admin: Some(admin),
             metrics: None,
         };
-        let s = stop.clone();
-        let task = tokio::spawn(async move { login_server::run(config, listeners, s).await });
-        self.put(Running {
-            endpoint,
-            stop,
-            task: Some(task),
+        self.launch(endpoint, move |s| async move {
+            login_server::run(config, listeners, s).await
         });
         Ok(())
     }
@@ -451,19 +694,14 @@ impl Cluster {
             admin: addr_of(&admin)?,
             extra: None,
         };
-        let stop = self.child_token();
         let config = self.configs.msg[i].clone();
         let listeners = msg_server::Listeners {
             client: main,
             admin: Some(admin),
             metrics: None,
         };
-        let s = stop.clone();
-        let task = tokio::spawn(async move { msg_server::run(config, listeners, s).await });
-        self.put(Running {
-            endpoint,
-            stop,
-            task: Some(task),
+        self.launch(endpoint, move |s| async move {
+            msg_server::run(config, listeners, s).await
         });
         Ok(())
     }
@@ -476,6 +714,11 @@ impl Cluster {
     /// The admin token of every server.
     pub fn admin_token(&self) -> &str {
         &self.token
+    }
+
+    /// The API token of http_msg_server.
+    pub fn http_api_token(&self) -> &str {
+        &self.api_token
     }
 
     /// The configs the servers were started with.
@@ -505,15 +748,7 @@ impl Cluster {
     pub fn admin_endpoints(&self) -> Vec<(&'static str, String)> {
         self.servers
             .iter()
-            .map(|s| {
-                let kind = match s.endpoint.id {
-                    ServerId::Login => "login_server",
-                    ServerId::DbProxy => "db_proxy_server",
-                    ServerId::Route(_) => "route_server",
-                    ServerId::Msg(_) => "msg_server",
-                };
-                (kind, s.endpoint.admin.to_string())
-            })
+            .map(|s| (s.endpoint.id.kind(), s.endpoint.admin.to_string()))
             .collect()
     }
 
@@ -550,7 +785,23 @@ impl Cluster {
     }
 
     async fn readiness(&self) -> anyhow::Result<bool> {
-        use im_proto::admin::{ImAdminMsgServerListReq, ImAdminRouteListReq};
+        use im_proto::admin::{
+            ImAdminMsgServerListReq, ImAdminRouteListReq, ImAdminStatsReq, LinkState,
+        };
+        // Every msg_server has every upstream link up (db_proxy pool, route_servers,
+        // login_server, and file_server / push_server when present).
+        for (i, _) in self.configs.msg.iter().enumerate() {
+            let Some(m) = self.endpoint(ServerId::Msg(i)) else {
+                continue;
+            };
+            let c = admin_client(&m.admin.to_string(), &self.token).await?;
+            let stats = c.request(&ImAdminStatsReq {}).await?;
+            c.close();
+            let links = stats.stats.map(|s| s.upstreams).unwrap_or_default();
+            if links.is_empty() || links.iter().any(|l| l.state() != LinkState::Connected) {
+                return Ok(false);
+            }
+        }
         let want_msg = self.configs.msg.len();
         let login = self.endpoint(ServerId::Login).context("no login_server")?;
         let c = admin_client(&login.admin.to_string(), &self.token).await?;
@@ -613,6 +864,14 @@ impl Cluster {
                 let msg = bind(ip, extra.port(), "login_server msg_server port").await?;
                 self.spawn_login(main, msg, admin)
             }
+            ServerId::File => {
+                let extra = e.extra.context("file_server without its msg_server port")?;
+                let msg = bind(ip, extra.port(), "file_server msg_server port").await?;
+                self.spawn_file(main, msg, admin)
+            }
+            ServerId::Push => self.spawn_push(main, admin),
+            ServerId::Msfs => self.spawn_msfs(main, admin),
+            ServerId::HttpMsg => self.spawn_http_msg(main, admin),
         }
     }
 
@@ -621,10 +880,11 @@ impl Cluster {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let mut order: Vec<ServerId> = self.servers.iter().map(|s| s.endpoint.id).collect();
         order.sort_by_key(|id| match id {
-            ServerId::Msg(_) => 0,
-            ServerId::Login => 1,
+            ServerId::Msg(_) | ServerId::HttpMsg => 0,
+            ServerId::Login | ServerId::File | ServerId::Push => 1,
             ServerId::Route(_) => 2,
             ServerId::DbProxy => 3,
+            ServerId::Msfs => 4,
         });
         let mut first_err = None;
         for id in order {

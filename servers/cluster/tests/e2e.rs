@@ -448,6 +448,59 @@ async fn malformed_input_on_every_listener_leaves_other_clients_unaffected() {
 }
 
 #[tokio::test]
+async fn the_login_answer_points_at_a_working_msfs_and_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let a = fetch_msg_server(cl.login_url()).await.unwrap();
+    im_proto::client::ensure_crypto_provider();
+    let http = reqwest::Client::new();
+    // Upload an image the way stock clients do: one multipart part with a file name.
+    let body = b"\x89PNG fake image bytes".to_vec();
+    let boundary = "----e2eboundary";
+    let mut form = Vec::new();
+    form.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"photo_20x10.png\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    form.extend_from_slice(&body);
+    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let rsp: serde_json::Value = http
+        .post(&a.msfs_prior)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rsp["error_code"], 0, "{rsp}");
+    let url = rsp["url"].as_str().unwrap();
+    assert!(url.ends_with("_20x10.png"), "{url}");
+    let got = http.get(url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"].to_str().unwrap(), "image/png");
+    assert_eq!(got.bytes().await.unwrap().to_vec(), body);
+    // The discovery URL answers a JSON array (empty in the demo data).
+    let d: serde_json::Value = http
+        .get(&a.discovery)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(d.is_array(), "{d}");
+    cl.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_login_burst_spreads_over_both_msg_servers() {
     let dir = tempfile::tempdir().unwrap();
     let cl = cluster(&dir).await;

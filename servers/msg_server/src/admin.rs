@@ -160,6 +160,7 @@ fn stats(s: &Server) -> ServerStats {
             .chain(s.routes.status())
             .chain(s.logins.status())
             .chain(s.push.status())
+            .chain(s.files.status())
             .map(link)
             .collect();
     ServerStats {
