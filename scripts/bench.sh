@@ -27,6 +27,7 @@
 #   IM_BENCH_ONLY       sqlite or mysql: run one storage only
 #   IM_BENCH_DURATION   measured seconds of the chat runs (default 30), IM_BENCH_WARMUP (5)
 #   IM_BENCH_USERS, IM_BENCH_LOGINS, IM_BENCH_IDLE   see above
+#   IM_BENCH_NO_BUILD   set: use the release binaries as they are
 #   IM_MYSQL_URL / IM_REDIS_URL (or IM_TEST_MYSQL_URL / IM_TEST_REDIS_URL): MariaDB and Redis;
 #                       the benchmark uses its own database `teamtalk_bench` (dropped and
 #                       created) on that server, and Redis database 0 as the original does
@@ -50,9 +51,11 @@ mkdir -p "$out"
 # connections need ~17,000 per msg_server and per imctl worker).
 ulimit -n "$(ulimit -Hn)"
 
-echo "bench.sh: building (release)..." >&2
-(cd "$repo" && cargo build --release -p imctl -p msg_server -p route_server -p login_server \
-  -p db_proxy_server) >&2
+if [ -z "${IM_BENCH_NO_BUILD:-}" ]; then
+  echo "bench.sh: building (release)..." >&2
+  (cd "$repo" && cargo build --release -p imctl -p msg_server -p route_server -p login_server \
+    -p db_proxy_server) >&2
+fi
 
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
 
@@ -176,7 +179,6 @@ if [ "$only" != sqlite ] && [ -n "$mysql_url" ] && [ -n "$redis_url" ]; then
   host_part=${mysql_url%/*}
   mariadb -h 127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS teamtalk_bench; CREATE DATABASE teamtalk_bench CHARACTER SET utf8mb4" \
     || { echo "bench.sh: cannot (re)create teamtalk_bench" >&2; exit 1; }
-  redis-cli -u "${redis_url%/*}/0" flushdb >/dev/null 2>&1 || true
   IM_MYSQL_URL="$host_part/teamtalk_bench" IM_REDIS_URL="${redis_url%/*}/0" suite mysql mysql 23000
   labels+=(mysql)
 fi
