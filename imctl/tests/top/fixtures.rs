@@ -14,7 +14,7 @@ use imctl::top::state::{ConnsDetail, Endpoint, Kind, Located, PollUpdate, Polled
 /// Answers per server in a fixture.
 pub const STEPS: u64 = 30;
 
-/// The watched servers: login, route, three msg_servers, db_proxy, push_server.
+/// The watched servers: login, route, three msg_servers, db_proxy, push_server, file_server.
 pub fn endpoints() -> Vec<Endpoint> {
     [
         (Kind::LoginServer, "127.0.0.1:18080"),
@@ -24,6 +24,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         (Kind::MsgServer, "127.0.0.1:18002"),
         (Kind::DbProxyServer, "127.0.0.1:20600"),
         (Kind::PushServer, "127.0.0.1:18500"),
+        (Kind::FileServer, "127.0.0.1:18600"),
     ]
     .into_iter()
     .map(|(kind, a)| Endpoint {
@@ -185,6 +186,26 @@ fn stats(kind: Kind, index: usize, step: u64) -> Polled {
                 cmd(0x0302, "CID_MSG_UNREAD_CNT_REQUEST", 6, 700, 0),
                 cmd(0x0305, "CID_MSG_LIST_REQUEST", 4, 1_900, 0),
                 cmd(0x0703, "CID_OTHER_VALIDATE_REQ", 3, 5_400, 2),
+            ];
+            (s, None)
+        }
+        Kind::FileServer => {
+            let mut s = common("file_server-1", "127.0.0.1:8600", step, 30, 25);
+            s.connections = conns(&[(0, 7)]);
+            let m = |name: &str, value: u64, monotonic: bool| Metric {
+                name: Some(name.into()),
+                value: Some(value as f64),
+                monotonic: Some(monotonic),
+            };
+            s.metrics = vec![
+                m("transfers_active", 2, false),
+                m("transfers_completed_total", 40 + step / 10, true),
+                m(
+                    "sent_bytes_total",
+                    total(step, |i| wave(i, 700_000, 90_000)),
+                    true,
+                ),
+                m("received_bytes_total", total(step, |_| 650_000), true),
             ];
             (s, None)
         }

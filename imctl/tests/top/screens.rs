@@ -53,7 +53,11 @@ fn check(name: &str, state: &State, view: &ViewState) -> String {
 fn healthy_cluster() {
     let s = check("healthy", &fixtures::healthy(), &ViewState::default());
     assert!(s.contains(" OK "), "{s}");
-    assert!(s.contains("all 7 servers answering"), "{s}");
+    assert!(s.contains("all 8 servers answering"), "{s}");
+    assert!(
+        s.contains("file_server-1 up  transfers 2  bytes/s 1.3M"),
+        "{s}"
+    );
     assert!(s.contains("msg_server-3"), "{s}");
     assert!(s.contains("push_server-1 up"), "{s}");
     // The README shows this screen.

@@ -190,7 +190,7 @@ fn verdict_rules() {
     );
     let v = verdict(&fresh);
     assert_eq!(v.level, Level::Ok);
-    assert_eq!(v.reasons, ["0 servers answering, waiting for 7"]);
+    assert_eq!(v.reasons, ["0 servers answering, waiting for 8"]);
 }
 
 #[test]

@@ -68,9 +68,10 @@ fn route_part(state: &State) -> String {
         .filter(|(_, s)| s.is_up())
         .map(|(_, s)| s.connections())
         .sum();
-    let msg = state.of_kind(Kind::MsgServer).count();
-    // Every msg_server links to every route_server.
-    format!("route {up}/{n} up · links {links}/{}", msg * up)
+    // Every msg_server and http_msg_server links to every route_server.
+    let linking =
+        state.of_kind(Kind::MsgServer).count() + state.of_kind(Kind::HttpMsgServer).count();
+    format!("route {up}/{n} up · links {links}/{}", linking * up)
 }
 
 fn db_part(state: &State) -> String {

@@ -206,7 +206,11 @@ fn service_figures(s: &Server) -> Vec<String> {
         out.push(format!("transfers {t:.0}"));
     }
     if let Some(b) = f.bytes_per_sec {
-        out.push(format!("bytes/s {}", size(b as u64)));
+        // `size` shows nothing as "-"; here 0 is a measured value.
+        out.push(format!(
+            "bytes/s {}",
+            if b < 1.0 { "0".into() } else { size(b as u64) }
+        ));
     }
     if f.pushes_sent_per_sec.is_some() || f.pushes_failed_per_sec.is_some() {
         out.push(format!("sent/s {}", rate(f.pushes_sent_per_sec)));
