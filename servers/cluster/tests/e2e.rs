@@ -181,6 +181,62 @@ async fn chat_across_msg_servers_with_ack_delivery_and_data_ack() {
     cl.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipelined_messages_are_acked_and_delivered_in_send_order() {
+    // Decisions 6: one conversation's messages keep their order end to end, even when the
+    // client does not wait for each ack and the servers run on several threads.
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ClusterOptions::new(dir.path());
+    opts.seed = Some(seed());
+    // Far above the default 100/s per connection: this client does not pace itself.
+    opts.tune = Some(std::sync::Arc::new(|c: &mut im_cluster::ServerConfigs| {
+        for m in &mut c.msg {
+            m.msg_rate_limit_per_sec = 1_000_000;
+        }
+    }));
+    let cl = Cluster::start(opts).await.unwrap();
+    let mut a = login_at(
+        cl.msg_server_addr(0).unwrap(),
+        "zhangsan",
+        ClientType::Android,
+    )
+    .await;
+    let mut b = login_at(cl.msg_server_addr(1).unwrap(), "lisi", ClientType::Android).await;
+    const N: u32 = 1500;
+    let mut seqs = Vec::new();
+    for i in 0..N {
+        seqs.push(
+            a.c.send(&text(a.id, b.id, &format!("m{i}"), false))
+                .await
+                .unwrap(),
+        );
+    }
+    // Acks come back in send order (seq order) with consecutive ids.
+    let mut acks = Vec::new();
+    while acks.len() < N as usize {
+        let p = tokio::time::timeout(WAIT, a.ev.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if p.command_id() == cid::CID_MSG_DATA_ACK {
+            acks.push((p.seq_num(), p.decode::<ImMsgDataAck>().unwrap().msg_id));
+        }
+    }
+    let expected: Vec<(u16, u32)> = seqs.iter().copied().zip(1..=N).collect();
+    assert_eq!(acks, expected, "acks out of send order");
+    // Deliveries arrive in id order and carry the matching text.
+    let cipher = im_proto::crypto::MessageCipher::default_key();
+    for i in 0..N {
+        let (_, m) = next_msg(&mut b.ev).await;
+        assert_eq!(m.msg_id, i + 1, "delivery out of order");
+        assert_eq!(
+            cipher.decrypt(&m.msg_data).unwrap(),
+            format!("m{i}").as_bytes()
+        );
+    }
+    cl.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn offline_receiver_gets_unread_history_and_read_ack_notifies_other_devices() {
     let dir = tempfile::tempdir().unwrap();

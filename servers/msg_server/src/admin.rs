@@ -288,7 +288,7 @@ async fn send_msg(s: &Arc<Server>, req: ImAdminSendMsgReq) -> ImAdminSendMsgRsp 
     };
     crate::client::submit(
         s,
-        crate::send::store_and_deliver(s.clone(), msg, group, 0, None, on_stored),
+        crate::send::store_and_deliver(s.clone(), msg, group, 0, None, None, on_stored),
     )
     .await;
     match rx.await {

@@ -81,11 +81,20 @@ pub async fn store_and_deliver(
     group: bool,
     seq: u16,
     sender_conn: Option<u64>,
+    turn: Option<Turn>,
     on_stored: impl FnOnce(Result<&ImMsgData, &DbError>) + Send,
 ) {
     let from = msg.from_user_id;
     let key = Key::session(from, group, msg.to_session_id);
-    let stored = match s.db.store(key, msg, seq).await {
+    let stored = s.db.store(key, msg, seq).await;
+    // Stores are submitted in the client's order and db_proxy answers a conversation in
+    // order, but each answer is awaited in its own task: wait for the previous message of
+    // this connection to be acked and delivered before this one (Decisions 6).
+    let _done = match turn {
+        Some(t) => Some(t.wait().await),
+        None => None,
+    };
+    let stored = match stored {
         Ok(m) => m,
         Err(e) => {
             s.metrics.store_failures.inc();
@@ -97,6 +106,38 @@ pub async fn store_and_deliver(
     };
     on_stored(Ok(&stored));
     deliver_stored(&s, stored, group, sender_conn).await;
+}
+
+/// The place of one message in its connection's completion order.
+///
+/// Each message of a connection gets the previous message's completion signal and its own;
+/// it acks and delivers only after the previous one has, and signals its own completion
+/// when it is done (or dropped), so that a client's messages are acked and delivered in the
+/// order it sent them.
+#[derive(Debug)]
+pub struct Turn {
+    previous: Option<tokio::sync::oneshot::Receiver<()>>,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Turn {
+    /// The next turn after `last` (the previous message's signal, replaced by ours).
+    pub fn next(last: &mut Option<tokio::sync::oneshot::Receiver<()>>) -> Turn {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        Turn {
+            previous: last.replace(rx),
+            done,
+        }
+    }
+
+    /// Waits for the previous message; the returned guard signals ours when dropped.
+    async fn wait(self) -> tokio::sync::oneshot::Sender<()> {
+        if let Some(p) = self.previous {
+            // Err = the previous message's task ended without signalling: it is done too.
+            let _ = p.await;
+        }
+        self.done
+    }
 }
 
 /// After the ack: the stored message goes, encoded once with seq 0 and no attach_data, to

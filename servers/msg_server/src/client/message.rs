@@ -68,7 +68,15 @@ pub(super) async fn msg_data(h: &mut ClientHandler, conn: &Conn, auth: &Auth, pd
     };
     submit(
         &h.server,
-        send::store_and_deliver(s, msg, group, seq, sender_conn, on_stored),
+        send::store_and_deliver(
+            s,
+            msg,
+            group,
+            seq,
+            sender_conn,
+            Some(send::Turn::next(&mut h.last_sent)),
+            on_stored,
+        ),
     )
     .await;
 }

@@ -82,6 +82,8 @@ pub struct ClientHandler {
     /// A login request was received (a second one is ignored, FLOWS.md 4 step 3).
     login_started: bool,
     bucket: Bucket,
+    /// Completion signal of the last message this connection sent (see [`crate::send::Turn`]).
+    last_sent: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl ClientHandler {
@@ -94,6 +96,7 @@ impl ClientHandler {
             auth: None,
             login_started: false,
             bucket,
+            last_sent: None,
         }
     }
 
