@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A cluster of separate processes on loopback: one login_server, one route_server, one
-# db_proxy_server and two msg_servers. QA, benchmarks and the fault tests drive the suite
+# db_proxy_server, two msg_servers, and one each of file_server, push_server (no provider
+# enabled), msfs and http_msg_server. QA, benchmarks and the fault tests drive the suite
 # through it.
 #
 #   scripts/cluster.sh up       start what is not running (build first if needed); the last
@@ -15,8 +16,10 @@
 #   IM_MYSQL_URL    with IM_STORAGE=mysql, e.g. mysql://root@127.0.0.1:3306/teamtalk
 #   IM_REDIS_URL    with IM_STORAGE=mysql, e.g. redis://127.0.0.1:6379/
 #   IM_PORT_BASE    first port (default 21000): login HTTP base+80, login msg_server port
-#                   base+100, route base+200, db_proxy base+600, msg_servers base+0/base+1;
-#                   admin ports are the same + 1000
+#                   base+100, route base+200, db_proxy base+600, msg_servers base+0/base+1,
+#                   file_server base+300 (clients) / base+301 (msg_servers), http_msg_server
+#                   base+400, push_server base+500, msfs base+700; admin ports are the main
+#                   port + 1000
 #   IM_PROFILE      release (default) or debug: which build to run
 #   IM_BIN_DIR      take the binaries from here instead of building
 #
@@ -28,7 +31,8 @@ run_dir=${IM_RUN_DIR:-$repo/target/im-cluster}
 storage=${IM_STORAGE:-sqlite}
 base=${IM_PORT_BASE:-21000}
 profile=${IM_PROFILE:-release}
-servers=(db_proxy_server route_server login_server msg_server-1 msg_server-2)
+servers=(msfs db_proxy_server route_server file_server push_server http_msg_server login_server
+  msg_server-1 msg_server-2)
 
 port_of() {
   case $1 in
@@ -39,6 +43,11 @@ port_of() {
     msg_server-1) echo $((base + 0)) ;;
     msg_server-2) echo $((base + 1)) ;;
     login_server) echo $((base + 80)) ;;
+    file_server) echo $((base + 300)) ;;
+    file_msg) echo $((base + 301)) ;;
+    http_msg_server) echo $((base + 400)) ;;
+    push_server) echo $((base + 500)) ;;
+    msfs) echo $((base + 700)) ;;
   esac
 }
 admin_of() { echo $(($(port_of "$1") + 1000)); }
@@ -53,7 +62,8 @@ bin_dir() {
 ensure_built() {
   local dir missing=0
   dir=$(bin_dir)
-  for b in db_proxy_server route_server login_server msg_server; do
+  for b in db_proxy_server route_server login_server msg_server file_server push_server msfs \
+    http_msg_server; do
     [ -x "$dir/$b" ] || missing=1
   done
   if [ "$missing" = 1 ]; then
@@ -87,9 +97,49 @@ write_configs() {
   else
     echo "cluster.sh: IM_STORAGE=$storage: expected sqlite or mysql" >&2; exit 1
   fi
+  local api; api=$(token)-api
+  cat > "$run_dir/msfs.toml" <<EOF
+name = "msfs"
+listen = "127.0.0.1:$(port_of msfs)"
+data_dir = "$run_dir/msfs"
+[admin]
+listen = "127.0.0.1:$(admin_of msfs)"
+token = "$t"
+EOF
+  cat > "$run_dir/file_server.toml" <<EOF
+name = "file_server"
+client_listen = "127.0.0.1:$(port_of file_server)"
+msg_server_listen = "127.0.0.1:$(port_of file_msg)"
+advertise = ["127.0.0.1"]
+data_dir = "$run_dir/offline_file"
+db_proxy = ["127.0.0.1:$(port_of db_proxy_server)"]
+[admin]
+listen = "127.0.0.1:$(admin_of file_server)"
+token = "$t"
+EOF
+  cat > "$run_dir/push_server.toml" <<EOF
+name = "push_server"
+listen = "127.0.0.1:$(port_of push_server)"
+[db_proxy]
+addresses = ["127.0.0.1:$(port_of db_proxy_server)"]
+[admin]
+listen = "127.0.0.1:$(admin_of push_server)"
+token = "$t"
+EOF
+  cat > "$run_dir/http_msg_server.toml" <<EOF
+name = "http_msg_server"
+listen = "127.0.0.1:$(port_of http_msg_server)"
+api_token = "$api"
+db_proxy = ["127.0.0.1:$(port_of db_proxy_server)"]
+route_servers = ["127.0.0.1:$(port_of route_server)"]
+[admin]
+listen = "127.0.0.1:$(admin_of http_msg_server)"
+token = "$t"
+EOF
   cat > "$run_dir/db_proxy_server.toml" <<EOF
 name = "db_proxy_server"
 listen = "127.0.0.1:$(port_of db_proxy_server)"
+msfs_url = "http://127.0.0.1:$(port_of msfs)/"
 $storage_section
 [admin]
 listen = "127.0.0.1:$(admin_of db_proxy_server)"
@@ -107,6 +157,8 @@ name = "login_server"
 http_listen = "127.0.0.1:$(port_of login_http)"
 msg_server_listen = "127.0.0.1:$(port_of login_msg)"
 legacy_client_listen = ""
+msfs = "http://127.0.0.1:$(port_of msfs)/"
+discovery = "http://127.0.0.1:$(port_of http_msg_server)/api/discovery"
 [admin]
 listen = "127.0.0.1:$(admin_of login_server)"
 token = "$t"
@@ -119,6 +171,8 @@ ip1 = "127.0.0.1"
 db_proxy = ["127.0.0.1:$(port_of db_proxy_server)"]
 route_servers = ["127.0.0.1:$(port_of route_server)"]
 login_servers = ["127.0.0.1:$(port_of login_msg)"]
+file_servers = ["127.0.0.1:$(port_of file_msg)"]
+push_servers = ["127.0.0.1:$(port_of push_server)"]
 [admin]
 listen = "127.0.0.1:$(admin_of "$ms")"
 token = "$t"
@@ -133,7 +187,12 @@ login_server = ["127.0.0.1:$(admin_of login_server)"]
 route_server = ["127.0.0.1:$(admin_of route_server)"]
 msg_server = ["127.0.0.1:$(admin_of msg_server-1)", "127.0.0.1:$(admin_of msg_server-2)"]
 db_proxy_server = ["127.0.0.1:$(admin_of db_proxy_server)"]
+file_server = ["127.0.0.1:$(admin_of file_server)"]
+push_server = ["127.0.0.1:$(admin_of push_server)"]
+msfs = ["127.0.0.1:$(admin_of msfs)"]
+http_msg_server = ["127.0.0.1:$(admin_of http_msg_server)"]
 EOF
+  echo "$api" > "$run_dir/http_api.token"
 }
 
 running() {
