@@ -31,8 +31,8 @@ pub struct ServerStatus {
     pub listen_addr: String,
     /// Uptime in ms.
     pub uptime_ms: u64,
-    /// Connections by client type name.
-    pub connections: Vec<(String, u32)>,
+    /// Connections by client type name ("-" = not logged in yet, or not a client link).
+    pub connections: std::collections::BTreeMap<String, u32>,
     /// Total connections.
     pub connections_total: u32,
     /// Messages received / delivered since start.
@@ -69,7 +69,7 @@ async fn one(kind: &str, addr: &str, token: &str) -> ServerStatus {
         version: String::new(),
         listen_addr: String::new(),
         uptime_ms: 0,
-        connections: Vec::new(),
+        connections: Default::default(),
         connections_total: 0,
         msgs_in_total: 0,
         msgs_out_total: 0,

@@ -203,7 +203,9 @@ async fn groups_and_member_change_notifies() {
     // Add wangwu (on the other msg_server): both msg_servers tell their members.
     let r = s.json(&["group", "add", "launch", "wangwu"]).await;
     assert_eq!(r["changed"], serde_json::json!([wang.id]));
-    assert_eq!(r["notified_msg_servers"], 2);
+    // route_server sends it on every server link: both msg_servers and http_msg_server
+    // (which ignores it, as the original does).
+    assert_eq!(r["notified_msg_servers"], 3);
     assert_eq!(r["version"], 2);
     let (zid, wid) = (zhang.id, wang.id);
     for u in [&mut zhang, &mut wang] {
