@@ -41,6 +41,22 @@ const MAN_PAGES: &[ManPage] = &[
         command: db_proxy_server::Cli::command,
         section: "8",
     },
+    ManPage {
+        command: file_server::cli::Cli::command,
+        section: "8",
+    },
+    ManPage {
+        command: push_server::cli::Cli::command,
+        section: "8",
+    },
+    ManPage {
+        command: msfs::Cli::command,
+        section: "8",
+    },
+    ManPage {
+        command: http_msg_server::Cli::command,
+        section: "8",
+    },
 ];
 
 fn bless() -> bool {
