@@ -50,7 +50,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 #[command(
     name = "db_proxy_server",
     version,
-    about = "TeamTalk-compatible db_proxy_server"
+    about
 )]
 pub struct Cli {
     /// TOML config file; without it the defaults apply (SQLite in ./teamtalk.db). Every key

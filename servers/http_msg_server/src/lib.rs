@@ -43,7 +43,7 @@ use crate::upstream::{DbPool, RouteLinks};
 #[command(
     name = "http_msg_server",
     version,
-    about = "TeamTalk-compatible http_msg_server"
+    about
 )]
 pub struct Cli {
     /// TOML config file; without it the defaults apply. Every key can also be set with

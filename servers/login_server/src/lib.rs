@@ -40,7 +40,7 @@ pub use table::{DrainOutcome, MsgServerStatus};
 #[command(
     name = "login_server",
     version,
-    about = "TeamTalk-compatible login_server"
+    about
 )]
 pub struct Cli {
     /// TOML config file; without it the defaults apply. Every key can also be set with

@@ -39,7 +39,7 @@ use crate::store::FileStore;
 
 /// Command line of the `msfs` binary.
 #[derive(Debug, clap::Parser)]
-#[command(name = "msfs", version, about = "TeamTalk-compatible msfs")]
+#[command(name = "msfs", version, about)]
 pub struct Cli {
     /// TOML config file; without it the defaults apply. Every key can also be set with
     /// IM_MSFS_<KEY> (IM_MSFS_ADMIN__TOKEN for [admin] token).
