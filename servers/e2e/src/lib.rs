@@ -1,0 +1,1 @@
+//! Support code for the process-level tests in `tests/` (starting binaries, fake clients).
