@@ -47,11 +47,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Command line of the `db_proxy_server` binary.
 #[derive(Debug, clap::Parser)]
-#[command(
-    name = "db_proxy_server",
-    version,
-    about
-)]
+#[command(name = "db_proxy_server", version, about)]
 pub struct Cli {
     /// TOML config file; without it the defaults apply (SQLite in ./teamtalk.db). Every key
     /// can also be set with IM_DB_PROXY_SERVER_<KEY> (IM_DB_PROXY_SERVER_STORAGE__BACKEND for

@@ -40,11 +40,7 @@ use crate::upstream::{DbPool, RouteLinks};
 
 /// Command line of the `http_msg_server` binary.
 #[derive(Debug, clap::Parser)]
-#[command(
-    name = "http_msg_server",
-    version,
-    about
-)]
+#[command(name = "http_msg_server", version, about)]
 pub struct Cli {
     /// TOML config file; without it the defaults apply. Every key can also be set with
     /// IM_HTTP_MSG_SERVER_<KEY> (IM_HTTP_MSG_SERVER_API_TOKEN for the API token).

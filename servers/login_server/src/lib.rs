@@ -37,11 +37,7 @@ pub use table::{DrainOutcome, MsgServerStatus};
 
 /// Command line of the `login_server` binary.
 #[derive(Debug, clap::Parser)]
-#[command(
-    name = "login_server",
-    version,
-    about
-)]
+#[command(name = "login_server", version, about)]
 pub struct Cli {
     /// TOML config file; without it the defaults apply. Every key can also be set with
     /// IM_LOGIN_SERVER_<KEY> (IM_LOGIN_SERVER_ADMIN__TOKEN for [admin] token).
