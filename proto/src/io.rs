@@ -229,9 +229,16 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
         if flush_deadline.is_none() && queue.is_closed() {
             flush_deadline = Some(tokio::time::Instant::now() + FLUSH_GRACE);
         }
+        // The flush is free on a TCP socket; a TLS stream may keep the tail of a batch
+        // encrypted in its buffer until flushed (tokio-rustls returns from a write once some
+        // of it went out).
+        let write_all = async {
+            writer.write_all(&buf).await?;
+            writer.flush().await
+        };
         let write = async {
             match flush_deadline {
-                Some(at) => tokio::time::timeout_at(at, writer.write_all(&buf))
+                Some(at) => tokio::time::timeout_at(at, write_all)
                     .await
                     .unwrap_or_else(|_| {
                         Err(io::Error::new(
@@ -239,7 +246,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
                             "flush on close timed out",
                         ))
                     }),
-                None => writer.write_all(&buf).await,
+                None => write_all.await,
             }
         };
         let written = tokio::select! {

@@ -1,4 +1,4 @@
-//! The TCP side of the client.
+//! The TCP (and TLS) side of the client.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream, lookup_host};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::ClientError;
+use super::{ClientError, ClientTls};
 use crate::base::{ClientType, ResultType, UserStatType};
 use crate::codec::{LinkKind, PduCodec};
 use crate::command::{Command, Request, cid};
@@ -192,37 +193,77 @@ impl ImClient {
         addr: &str,
         config: ClientConfig,
     ) -> Result<(ImClient, Events), ClientError> {
+        let stream = tokio::time::timeout(config.connect_timeout, dial_any(addr, &config))
+            .await
+            .map_err(|_| ClientError::ConnectTimeout(addr.to_owned()))??;
+        Ok(Self::from_stream(stream, config))
+    }
+
+    /// Connects to `addr` (`host:port`, without the `tls://` of config files) and runs the
+    /// TLS handshake; `connect_timeout` covers both. A refused certificate is a
+    /// [`ClientError::Connect`] whose source says why.
+    pub async fn connect_tls(
+        addr: &str,
+        tls: &ClientTls,
+        config: ClientConfig,
+    ) -> Result<(ImClient, Events), ClientError> {
         let connect_err = |source| ClientError::Connect {
             addr: addr.to_owned(),
             source,
         };
-        let stream = tokio::time::timeout(config.connect_timeout, async {
-            let mut last = None;
-            for target in lookup_host(addr).await.map_err(connect_err)? {
-                match dial(target, config.local_addr).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = Some(e),
-                }
-            }
-            Err(connect_err(last.unwrap_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
-            })))
+        let name = tls.server_name_for(addr).map_err(connect_err)?;
+        let secured = tokio::time::timeout(config.connect_timeout, async {
+            let stream = dial_any(addr, &config).await?;
+            let _ = stream.set_nodelay(true);
+            let (local, peer) = socket_addrs(&stream);
+            let stream = tls
+                .connector()
+                .connect(name, stream)
+                .await
+                .map_err(connect_err)?;
+            Ok::<_, ClientError>((stream, local, peer))
         })
         .await
         .map_err(|_| ClientError::ConnectTimeout(addr.to_owned()))??;
-        Ok(Self::from_stream(stream, config))
+        let (stream, local, peer) = secured;
+        Ok(Self::from_io(stream, local, peer, config))
     }
 
     /// Wraps an already connected stream.
     pub fn from_stream(stream: TcpStream, config: ClientConfig) -> (ImClient, Events) {
         let _ = stream.set_nodelay(true);
-        let local = stream
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let peer = stream
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (local, peer) = socket_addrs(&stream);
+        // Owned halves: no lock between reader and writer on the plain path.
         let (read, write) = stream.into_split();
+        Self::start(read, write, local, peer, config)
+    }
+
+    /// Wraps any connected byte stream (a TLS stream, an in-memory pipe); `local` and `peer`
+    /// are what [`ImClient::local_addr`] and [`ImClient::peer_addr`] report.
+    pub fn from_io<S>(
+        io: S,
+        local: SocketAddr,
+        peer: SocketAddr,
+        config: ClientConfig,
+    ) -> (ImClient, Events)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(io);
+        Self::start(read, write, local, peer, config)
+    }
+
+    fn start<R, W>(
+        read: R,
+        write: W,
+        local: SocketAddr,
+        peer: SocketAddr,
+        config: ClientConfig,
+    ) -> (ImClient, Events)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (ev_tx, ev_rx) = mpsc::channel::<Pdu>(config.event_buffer.max(1));
         let closed = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -444,6 +485,32 @@ impl ImClient {
     }
 }
 
+/// Resolves `addr` and connects to the first address that answers.
+async fn dial_any(addr: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
+    let connect_err = |source| ClientError::Connect {
+        addr: addr.to_owned(),
+        source,
+    };
+    let mut last = None;
+    for target in lookup_host(addr).await.map_err(connect_err)? {
+        match dial(target, config.local_addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(connect_err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+    })))
+}
+
+fn socket_addrs(stream: &TcpStream) -> (SocketAddr, SocketAddr) {
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+    (
+        stream.local_addr().unwrap_or(unknown),
+        stream.peer_addr().unwrap_or(unknown),
+    )
+}
+
 async fn dial(target: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
     match local {
         None => TcpStream::connect(target).await,
@@ -459,8 +526,8 @@ async fn dial(target: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpS
     }
 }
 
-async fn read_loop(
-    mut frames: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut frames: FrameReader<R>,
     shared: Arc<Shared>,
     events: mpsc::Sender<Pdu>,
 ) {

@@ -7,12 +7,17 @@
 //! A heartbeat is sent periodically; inbound heartbeats are never shown as events.
 //!
 //! [`fetch_msg_server`] is the HTTP step before it: `GET /msg_server` on login_server.
+//!
+//! [`ImClient::connect_tls`] does the same over TLS ([`ClientTls`]), for our servers' optional
+//! TLS ports; stock clients and [`ImClient::connect`] stay on plain TCP.
 
 mod conn;
 mod http;
+mod tls;
 
 pub use conn::{ClientConfig, Events, ImClient, LoginParams};
 pub use http::{LoginHttp, MsgServerAssignment, ensure_crypto_provider, fetch_msg_server};
+pub use tls::{ClientTls, TLS_SCHEME, TlsSetupError, certificates, root_store, split_tls_addr};
 
 use std::time::Duration;
 

@@ -83,6 +83,8 @@ pub struct ListenerStats {
     pub slow_consumers: AtomicU64,
     /// Connections closed for framing errors.
     pub protocol_errors: AtomicU64,
+    /// TLS handshakes that failed or timed out (TLS listeners only).
+    pub tls_handshake_failures: AtomicU64,
     /// PDUs received.
     pub pdus_in: AtomicU64,
     /// PDUs queued for sending.

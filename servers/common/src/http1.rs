@@ -1,6 +1,6 @@
 //! An HTTP/1.1 accept loop over hyper for the suite's HTTP servers (msfs, http_msg_server):
 //! a connection limit, the original's idle rule, header and shutdown deadlines, one task per
-//! connection.
+//! connection; plain ([`serve_http1`]) or HTTPS ([`serve_https1`]).
 //!
 //! The original HTTP servers close a connection after a fixed time without data (msfs 30 s,
 //! http_msg_server 60 s, FLOWS.md 1.1). [`IdleTimeout`] applies that rule to the socket
@@ -26,6 +26,8 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::tls::TlsListen;
 
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -87,6 +89,44 @@ pub async fn serve_http1<F, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    accept_loop(listener, None, opts, make_service, shutdown).await;
+}
+
+/// [`serve_http1`] over TLS (HTTPS): the same limits, services and shutdown; each handshake
+/// runs in its connection's task, at most `tls.handshake_timeout`.
+pub async fn serve_https1<F, S, B>(
+    listener: TcpListener,
+    tls: TlsListen,
+    opts: Http1Options,
+    make_service: F,
+    shutdown: CancellationToken,
+) where
+    F: Fn(ConnInfo) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    accept_loop(listener, Some(tls), opts, make_service, shutdown).await;
+}
+
+async fn accept_loop<F, S, B>(
+    listener: TcpListener,
+    tls: Option<TlsListen>,
+    opts: Http1Options,
+    make_service: F,
+    shutdown: CancellationToken,
+) where
+    F: Fn(ConnInfo) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let tasks = TaskTracker::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -96,7 +136,8 @@ pub async fn serve_http1<F, S, B>(
         .max_buf_size(opts.max_header_bytes.max(8192));
     let builder = Arc::new(builder);
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    tracing::info!(listener = opts.name, addr = ?listener.local_addr().ok(), "listening");
+    tracing::info!(listener = opts.name, addr = ?listener.local_addr().ok(), tls = tls.is_some(),
+        "listening");
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -129,26 +170,35 @@ pub async fn serve_http1<F, S, B>(
             local: stream.local_addr().unwrap_or(peer),
         };
         let service = make_service(info);
-        let io = TokioIo::new(IdleTimeout::new(stream, opts.idle_timeout));
         let builder = builder.clone();
         let shutdown = shutdown.clone();
-        let name = opts.name;
-        tasks.spawn(async move {
-            let _permit = permit;
-            let conn = builder.serve_connection(io, service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = shutdown.cancelled() => {
-                    // Finish the request in progress, accept no other on this connection.
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(listener = name, %peer, error = %e, "HTTP connection ended with an error");
+        let (name, idle) = (opts.name, opts.idle_timeout);
+        match &tls {
+            None => {
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    let io = IdleTimeout::new(stream, idle);
+                    serve_connection(&builder, io, service, &shutdown, name, peer).await;
+                });
             }
-        });
+            Some(tls) => {
+                let tls = tls.clone();
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    let secured = tokio::select! {
+                        r = crate::tls::accept(&tls, stream) => r,
+                        () = shutdown.cancelled() => return,
+                    };
+                    match secured {
+                        Ok(stream) => {
+                            let io = IdleTimeout::new(stream, idle);
+                            serve_connection(&builder, io, service, &shutdown, name, peer).await;
+                        }
+                        Err(e) => crate::tls::log_handshake_failure(name, peer, &e),
+                    }
+                });
+            }
+        }
     }
     // New connections are refused from now on, not left waiting in the backlog.
     drop(listener);
@@ -162,6 +212,38 @@ pub async fn serve_http1<F, S, B>(
             open = tasks.len(),
             "HTTP connections still open after the shutdown grace; dropping them"
         );
+    }
+}
+
+/// Serves one connection until it ends; at shutdown the request in progress finishes and
+/// no other is read.
+async fn serve_connection<IO, S, B>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: IO,
+    service: S,
+    shutdown: &CancellationToken,
+    name: &'static str,
+    peer: SocketAddr,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(listener = name, %peer, error = %e, "HTTP connection ended with an error");
     }
 }
 

@@ -12,6 +12,7 @@
 //! * [`http1`]: the accept loop of the HTTP servers (msfs, http_msg_server) over hyper.
 //! * [`admin`]: the admin port (token first, then `IM.Admin` commands).
 //! * [`shutdown`]: signal handling and the shutdown token.
+//! * [`tls`]: optional TLS listeners and `tls://` upstream links (`[tls]`, `[tls_client]`).
 //!
 //! Servers expose `run(config, listeners, shutdown)`; binaries stay thin.
 
@@ -19,6 +20,8 @@ pub mod admin;
 pub mod backoff;
 pub mod config;
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod http1;
 pub mod metrics;
@@ -26,10 +29,11 @@ pub mod process;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use conn::{CloseReason, Conn, ConnRegistry, SendError};
-pub use serve::{Handler, ServeOptions, serve};
+pub use serve::{Handler, ServeOptions, serve, serve_tls};
 pub use shutdown::{Shutdown, shutdown_on_signals};
 pub use tokio_util::sync::CancellationToken;
 pub use upstream::{Upstream, UpstreamHandler, UpstreamOptions};

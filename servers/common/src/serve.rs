@@ -1,6 +1,7 @@
-//! The accept loop and the per-connection reader.
+//! The accept loop (plain or TLS) and the per-connection reader.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -9,12 +10,13 @@ use im_proto::codec::{LinkKind, PduCodec};
 use im_proto::io::{FrameReader, WriteOptions, write_loop};
 use im_proto::{Pdu, cid};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::{CloseReason, Conn, ConnRegistry};
+use crate::tls::TlsListen;
 
 /// What a server does with the PDUs of one connection.
 ///
@@ -41,6 +43,9 @@ pub struct ServeOptions {
     pub link: LinkKind,
     /// More simultaneous connections are accepted and closed at once.
     pub max_connections: usize,
+    /// A connection limit shared with other listeners of the same pool (msg_server's plain
+    /// and TLS client ports); `None`: this listener's own limit of `max_connections`.
+    pub shared_limit: Option<Arc<Semaphore>>,
     /// Close a connection after this long without receiving anything (None: never).
     pub idle_timeout: Option<Duration>,
     /// Send back every received heartbeat (msg_server, file_server and push_server do;
@@ -62,6 +67,7 @@ impl ServeOptions {
             name,
             link: LinkKind::Client,
             max_connections: 100_000,
+            shared_limit: None,
             idle_timeout: Some(Duration::from_secs(120)),
             echo_heartbeat: true,
             heartbeat_when_idle: None,
@@ -79,6 +85,7 @@ impl ServeOptions {
             name,
             link: LinkKind::Server,
             max_connections: 10_000,
+            shared_limit: None,
             idle_timeout: Some(Duration::from_secs(30)),
             echo_heartbeat: false,
             heartbeat_when_idle: Some(Duration::from_secs(5)),
@@ -101,19 +108,126 @@ pub async fn serve<H, F>(
     opts: ServeOptions,
     registry: ConnRegistry,
     shutdown: CancellationToken,
+    make_handler: F,
+) where
+    H: Handler,
+    F: FnMut(&Conn) -> H,
+{
+    accept_loop(listener, None, opts, registry, shutdown, make_handler).await;
+}
+
+/// [`serve`] on a TLS listener: the same connection limit, registry, handlers and shutdown;
+/// each connection starts after its handshake, which runs in its own task (a slow handshake
+/// never holds up the accept loop) and is abandoned after `tls.handshake_timeout`.
+pub async fn serve_tls<H, F>(
+    listener: TcpListener,
+    tls: TlsListen,
+    opts: ServeOptions,
+    registry: ConnRegistry,
+    shutdown: CancellationToken,
+    make_handler: F,
+) where
+    H: Handler,
+    F: FnMut(&Conn) -> H,
+{
+    accept_loop(listener, Some(tls), opts, registry, shutdown, make_handler).await;
+}
+
+/// A connection whose TLS handshake finished, on its way back to the accept loop (which alone
+/// makes handlers, so `make_handler` stays a plain `FnMut`).
+struct Secured {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Handshakes finished but not yet picked up by the accept loop.
+const SECURED_QUEUE: usize = 64;
+
+/// What the accept loop shares with the connections it starts.
+struct Listening<'a> {
+    opts: &'a ServeOptions,
+    registry: &'a ConnRegistry,
+    shutdown: &'a CancellationToken,
+    tasks: &'a TaskTracker,
+}
+
+impl Listening<'_> {
+    /// Registers a connection, makes its handler and spawns it.
+    fn start<R, W, H, F>(
+        &self,
+        make_handler: &mut F,
+        (read, write): (R, W),
+        peer: SocketAddr,
+        local: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+        H: Handler,
+        F: FnMut(&Conn) -> H,
+    {
+        let opts = self.opts;
+        let conn = Conn::new(
+            peer,
+            local,
+            opts.link,
+            opts.queue_limit,
+            opts.idle_timeout,
+            self.registry.stats().clone(),
+        );
+        // Registered before the handler exists, so that anything iterating the registry
+        // (e.g. a shutdown announcement) cannot miss a connection whose handler already
+        // looked at the server's state.
+        self.registry.insert(&conn);
+        let handler = make_handler(&conn);
+        let registry = self.registry.clone();
+        let opts = opts.clone();
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            run_connection(conn.clone(), read, write, handler, &opts, shutdown).await;
+            registry.remove(conn.id());
+            drop(permit);
+        });
+    }
+}
+
+/// The accept loop of [`serve`] and [`serve_tls`].
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsListen>,
+    opts: ServeOptions,
+    registry: ConnRegistry,
+    shutdown: CancellationToken,
     mut make_handler: F,
 ) where
     H: Handler,
     F: FnMut(&Conn) -> H,
 {
-    let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let limit = opts
+        .shared_limit
+        .clone()
+        .unwrap_or_else(|| Arc::new(Semaphore::new(opts.max_connections)));
     let tasks = TaskTracker::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let (secured_tx, mut secured_rx) = mpsc::channel::<Secured>(SECURED_QUEUE);
     let local = listener.local_addr().ok();
-    tracing::info!(listener = opts.name, addr = ?local, "listening");
+    tracing::info!(listener = opts.name, addr = ?local, tls = tls.is_some(), "listening");
+    let listening = Listening {
+        opts: &opts,
+        registry: &registry,
+        shutdown: &shutdown,
+        tasks: &tasks,
+    };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            Some(s) = secured_rx.recv(), if tls.is_some() => {
+                let split = tokio::io::split(s.stream);
+                listening.start(&mut make_handler, split, s.peer, s.local, s.permit);
+                continue;
+            }
             () = shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
@@ -131,6 +245,8 @@ pub async fn serve<H, F>(
                 continue;
             }
         };
+        // A connection in its TLS handshake holds a permit too: the limit also bounds the
+        // handshakes in progress.
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             registry.stats().refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(listener = opts.name, %peer, max = opts.max_connections,
@@ -141,30 +257,40 @@ pub async fn serve<H, F>(
         registry.stats().accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let conn = Conn::new(
-            peer,
-            local,
-            opts.link,
-            opts.queue_limit,
-            opts.idle_timeout,
-            registry.stats().clone(),
-        );
-        // Registered before the handler exists, so that anything iterating the registry
-        // (e.g. a shutdown announcement) cannot miss a connection whose handler already
-        // looked at the server's state.
-        registry.insert(&conn);
-        let handler = make_handler(&conn);
-        let (read, write) = stream.into_split();
-        let registry = registry.clone();
-        let opts2 = opts.clone();
-        let shutdown2 = shutdown.clone();
-        tasks.spawn(async move {
-            run_connection(conn.clone(), read, write, handler, &opts2, shutdown2).await;
-            registry.remove(conn.id());
-            drop(permit);
-        });
+        match &tls {
+            // Owned halves: no lock between reader and writer on the plain path.
+            None => listening.start(&mut make_handler, stream.into_split(), peer, local, permit),
+            Some(tls) => {
+                let (tls, tx, name) = (tls.clone(), secured_tx.clone(), opts.name);
+                let (stats, shutdown) = (registry.stats().clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    let stream = tokio::select! {
+                        r = crate::tls::accept(&tls, stream) => r,
+                        () = shutdown.cancelled() => return,
+                    };
+                    match stream {
+                        Ok(stream) => {
+                            let secured = Secured {
+                                stream,
+                                peer,
+                                local,
+                                permit,
+                            };
+                            // Fails only when the loop has stopped: the connection is dropped.
+                            let _ = tx.send(secured).await;
+                        }
+                        Err(e) => {
+                            stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            crate::tls::log_handshake_failure(name, peer, &e);
+                        }
+                    }
+                });
+            }
+        }
     }
     drop(listener);
+    // Handshakes that finish from now on find the channel closed and drop their connection.
+    drop(secured_rx);
     tasks.close();
     if tokio::time::timeout(opts.shutdown_grace, tasks.wait())
         .await

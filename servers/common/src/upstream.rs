@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use im_proto::Pdu;
-use im_proto::client::{ClientConfig, ClientError, ImClient};
+use im_proto::client::{ClientConfig, ClientError, ClientTls, Events, ImClient, split_tls_addr};
 use im_proto::codec::LinkKind;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,8 @@ pub trait UpstreamHandler: Send + Sync + 'static {
 pub struct UpstreamOptions {
     /// Peer kind for logs and stats ("route_server", "db_proxy_server"...).
     pub kind: &'static str,
-    /// Peers to try, in order; the link uses one at a time.
+    /// Peers to try, in order; the link uses one at a time. `tls://host:port` is dialled
+    /// over TLS with [`UpstreamOptions::tls`].
     pub addrs: Vec<String>,
     /// Reconnect backoff.
     pub backoff: BackoffConfig,
@@ -57,6 +58,9 @@ pub struct UpstreamOptions {
     pub rtt_probe: Option<Duration>,
     /// Bytes queued toward the peer before sends fail.
     pub queue_limit: usize,
+    /// TLS settings for the `tls://` addresses (`[tls_client]`); such an address without
+    /// them fails to connect, with a log line saying why.
+    pub tls: Option<ClientTls>,
 }
 
 impl UpstreamOptions {
@@ -71,6 +75,7 @@ impl UpstreamOptions {
             request_timeout: Duration::from_secs(10),
             rtt_probe: Some(Duration::from_secs(5)),
             queue_limit: 256 << 20,
+            tls: None,
         }
     }
 }
@@ -245,6 +250,34 @@ impl Upstream {
     }
 }
 
+/// Connects to `addr`, over TLS when it is written `tls://host:port`.
+async fn dial(
+    addr: &str,
+    tls: Option<&ClientTls>,
+    config: &ClientConfig,
+) -> Result<(ImClient, Events), ClientError> {
+    match (split_tls_addr(addr), tls) {
+        ((false, plain), _) => ImClient::connect(plain, config.clone()).await,
+        ((true, host_port), Some(tls)) => {
+            ImClient::connect_tls(host_port, tls, config.clone()).await
+        }
+        ((true, _), None) => Err(ClientError::Connect {
+            addr: addr.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a tls:// address needs TLS settings ([tls_client] ca_file)",
+            ),
+        }),
+    }
+}
+
+/// rustls errors reach us as `InvalidData` I/O errors; an address without TLS settings as
+/// `InvalidInput`.
+fn is_tls_failure(e: &ClientError) -> bool {
+    matches!(e, ClientError::Connect { source, .. }
+        if matches!(source.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput))
+}
+
 fn set_state(shared: &Shared, state: LinkState, addr: &str) {
     if let Ok(mut s) = shared.status.lock()
         && (s.0 != state || s.1 != addr)
@@ -261,6 +294,7 @@ async fn run<H: UpstreamHandler>(
     let opts = shared.opts.clone();
     let mut backoff = Backoff::new(opts.backoff);
     let mut next_addr = 0usize;
+    let mut tls_warned = false;
     let config = ClientConfig {
         connect_timeout: Duration::from_secs(3),
         request_timeout: opts.request_timeout,
@@ -285,7 +319,7 @@ async fn run<H: UpstreamHandler>(
             let addr = &opts.addrs[idx];
             set_state(&shared, LinkState::Connecting, addr);
             let attempt = tokio::select! {
-                r = ImClient::connect(addr, config.clone()) => r,
+                r = dial(addr, opts.tls.as_ref(), &config) => r,
                 () = shutdown.cancelled() => return,
             };
             match attempt {
@@ -294,7 +328,15 @@ async fn run<H: UpstreamHandler>(
                     break;
                 }
                 Err(e) => {
-                    tracing::debug!(peer_kind = opts.kind, peer = %addr, error = %e, "connect failed");
+                    // A refused certificate (or a plain peer on a tls:// address) is a
+                    // configuration problem, not an outage: say so once per failing streak.
+                    if is_tls_failure(&e) && !tls_warned {
+                        tls_warned = true;
+                        tracing::warn!(peer_kind = opts.kind, peer = %addr, error = %e,
+                            "TLS handshake with the peer failed");
+                    } else {
+                        tracing::debug!(peer_kind = opts.kind, peer = %addr, error = %e, "connect failed");
+                    }
                 }
             }
         }
@@ -324,6 +366,7 @@ async fn run<H: UpstreamHandler>(
             continue;
         }
         backoff.reset();
+        tls_warned = false;
         let n = shared.connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!(peer_kind = opts.kind, peer = %addr, reconnect = n > 0, "upstream connected");
         set_state(&shared, LinkState::Connected, &addr);
