@@ -21,6 +21,8 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod push;
 pub mod routed;

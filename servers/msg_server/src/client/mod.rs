@@ -100,6 +100,31 @@ impl ClientHandler {
         }
     }
 
+    /// A handler whose connection is already logged in as `user_id` (attached and announced
+    /// as a successful login would leave it), for the fuzz target and tests that drive the
+    /// dispatch past login without a db_proxy (see [`crate::fuzzing`]).
+    #[doc(hidden)]
+    pub fn logged_in(server: Arc<Server>, conn: &Conn, user_id: u32, client_type: u32) -> Self {
+        let mut h = ClientHandler::new(server, conn);
+        conn.set_identity(user_id, client_type);
+        conn.set_deadline(None);
+        let pending_acks = Arc::new(AtomicU32::new(0));
+        let entry = crate::state::ConnEntry {
+            conn: conn.clone(),
+            client_type,
+            online_status: 1,
+            pending_acks: pending_acks.clone(),
+        };
+        h.server.attach(user_id, entry, "");
+        h.login_started = true;
+        h.auth = Some(Auth {
+            user_id,
+            client_type,
+            pending_acks,
+        });
+        h
+    }
+
     /// Decodes a body; a bad one is logged, counted and dropped (the connection stays).
     fn decode<M: Command>(&self, conn: &Conn, pdu: &Pdu) -> Option<M> {
         match pdu.decode::<M>() {
