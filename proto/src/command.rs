@@ -268,6 +268,7 @@ commands! {
     CID_ADMIN_REMOVE_TOKEN_RSP = admin::AdminCmdId::CidAdminRemoveTokenRsp, SID_ADMIN, admin::ImAdminRemoveTokenRsp;
     CID_ADMIN_GROUP_NOTIFY_REQ = admin::AdminCmdId::CidAdminGroupNotifyReq, SID_ADMIN, admin::ImAdminGroupNotifyReq;
     CID_ADMIN_GROUP_NOTIFY_RSP = admin::AdminCmdId::CidAdminGroupNotifyRsp, SID_ADMIN, admin::ImAdminGroupNotifyRsp;
+    CID_ADMIN_MSG_SERV_TLS_INFO = admin::AdminCmdId::CidAdminMsgServTlsInfo, SID_ADMIN, admin::ImAdminMsgServTlsInfo;
 }
 
 macro_rules! requests {

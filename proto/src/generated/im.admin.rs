@@ -742,6 +742,12 @@ pub struct ImAdminGroupNotifyRsp {
     #[prost(uint32, optional, tag = "2")]
     pub msg_servers: ::core::option::Option<u32>,
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ImAdminMsgServTlsInfo {
+    /// msg_server's TLS client port (the addresses are IMMsgServInfo's ip1/ip2); 0 = none.
+    #[prost(uint32, optional, tag = "1")]
+    pub tls_port: ::core::option::Option<u32>,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum AdminServiceId {
@@ -817,6 +823,10 @@ pub enum AdminCmdId {
     /// admin group change, Decisions 10).
     CidAdminGroupNotifyReq = 4139,
     CidAdminGroupNotifyRsp = 4140,
+    /// msg_server -> login_server, on the msg_server link right after IMMsgServInfo and only
+    /// when msg_server has a TLS client port: that port, for clients that ask for TLS. An
+    /// original login_server ignores the unknown command; no answer.
+    CidAdminMsgServTlsInfo = 4141,
 }
 impl AdminCmdId {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -869,6 +879,7 @@ impl AdminCmdId {
             Self::CidAdminRemoveTokenRsp => "CID_ADMIN_REMOVE_TOKEN_RSP",
             Self::CidAdminGroupNotifyReq => "CID_ADMIN_GROUP_NOTIFY_REQ",
             Self::CidAdminGroupNotifyRsp => "CID_ADMIN_GROUP_NOTIFY_RSP",
+            Self::CidAdminMsgServTlsInfo => "CID_ADMIN_MSG_SERV_TLS_INFO",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -918,6 +929,7 @@ impl AdminCmdId {
             "CID_ADMIN_REMOVE_TOKEN_RSP" => Some(Self::CidAdminRemoveTokenRsp),
             "CID_ADMIN_GROUP_NOTIFY_REQ" => Some(Self::CidAdminGroupNotifyReq),
             "CID_ADMIN_GROUP_NOTIFY_RSP" => Some(Self::CidAdminGroupNotifyRsp),
+            "CID_ADMIN_MSG_SERV_TLS_INFO" => Some(Self::CidAdminMsgServTlsInfo),
             _ => None,
         }
     }

@@ -1721,3 +1721,13 @@ impl RequiredFields for crate::pb::im::admin::ImAdminGroupNotifyRsp {
     const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINGROUPNOTIFYRSP;
 }
 
+pub(crate) static SIM_ADMIN_IMADMINMSGSERVTLSINFO: Schema = Schema {
+    name: "IM.Admin.IMAdminMsgServTlsInfo",
+    required: &[],
+    nested: &[],
+    enums: &[],
+};
+impl RequiredFields for crate::pb::im::admin::ImAdminMsgServTlsInfo {
+    const SCHEMA: &'static Schema = &SIM_ADMIN_IMADMINMSGSERVTLSINFO;
+}
+

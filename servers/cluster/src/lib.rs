@@ -7,6 +7,7 @@
 //! tested here is what the binaries do. Servers can be stopped and restarted one by one on the
 //! same address (fault tests).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,6 +110,38 @@ pub struct ClusterOptions {
     pub extras: bool,
     /// Adjusts the configs before start (tests shorten timeouts this way).
     pub tune: Option<Tune>,
+    /// TLS beside the plain ports (tests): `None` (the default) = plain only.
+    pub tls: Option<ClusterTls>,
+}
+
+/// TLS in a cluster: every msg_server gets a TLS client port; db_proxy and the
+/// route_servers get TLS ports that require a client certificate (mutual TLS), and the
+/// msg_servers reach them, and login_server's TLS msg_server port, at `tls://` addresses;
+/// login_server, msfs and http_msg_server also answer over HTTPS. file_server and
+/// push_server stay plain.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// The servers' certificate chain (PEM).
+    pub cert_file: String,
+    /// Its private key.
+    pub key_file: String,
+    /// The CA that signed both certificates: trusted by the msg_servers and required of
+    /// them by db_proxy and the route_servers.
+    pub ca_file: String,
+    /// The msg_servers' client certificate.
+    pub client_cert_file: String,
+    /// Its private key.
+    pub client_key_file: String,
+}
+
+/// Which TLS listener of a server (see [`ClusterTls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsPort {
+    /// msg_server's TLS client port; db_proxy's and route_server's TLS link port;
+    /// login_server's TLS msg_server port.
+    Main,
+    /// login_server's, msfs's and http_msg_server's HTTPS port.
+    Https,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -136,6 +169,7 @@ impl ClusterOptions {
             ports: Ports::Ephemeral,
             extras: true,
             tune: None,
+            tls: None,
         }
     }
 }
@@ -175,6 +209,8 @@ pub struct Endpoint {
     /// login_server: the port msg_servers register on; file_server: the port msg_servers
     /// link to.
     pub extra: Option<SocketAddr>,
+    /// The TLS twin of `addr` (login_server: of `extra`), with [`ClusterOptions::tls`].
+    pub tls: Option<SocketAddr>,
 }
 
 struct Running {
@@ -192,6 +228,10 @@ pub struct Cluster {
     api_token: String,
     login_url: String,
     seed: Option<PathBuf>,
+    /// TLS listeners bound at start, taken by the first spawn of their server.
+    tls_bound: HashMap<(ServerId, TlsPort), TcpListener>,
+    /// Their addresses, bound again on a restart.
+    tls_addrs: HashMap<(ServerId, TlsPort), SocketAddr>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -312,9 +352,34 @@ impl Cluster {
                 bind(ip, std_admin(p), "msg_server admin").await?,
             ));
         }
+        let mut tls_bound = HashMap::new();
+        if opts.tls.is_some() {
+            let mut ids = vec![
+                (ServerId::DbProxy, TlsPort::Main),
+                (ServerId::Login, TlsPort::Main),
+                (ServerId::Login, TlsPort::Https),
+            ];
+            ids.extend((0..bound.route.len()).map(|i| (ServerId::Route(i), TlsPort::Main)));
+            ids.extend((0..bound.msg.len()).map(|i| (ServerId::Msg(i), TlsPort::Main)));
+            if opts.extras {
+                ids.push((ServerId::Msfs, TlsPort::Https));
+                ids.push((ServerId::HttpMsg, TlsPort::Https));
+            }
+            for key in ids {
+                let l = bind(ip, 0, &format!("{} TLS", key.0)).await?;
+                tls_bound.insert(key, l);
+            }
+        }
+        let mut tls_addrs = HashMap::new();
+        for (k, l) in &tls_bound {
+            tls_addrs.insert(*k, addr_of(l)?);
+        }
         let token = opts.admin_token.clone().unwrap_or_else(random_token);
         let api_token = random_token();
         let mut configs = Self::build_configs(&opts, &bound, &token, &api_token)?;
+        if let Some(tls) = &opts.tls {
+            Self::tls_configs(&mut configs, tls, &tls_addrs);
+        }
         if let Some(tune) = &opts.tune {
             tune(&mut configs);
         }
@@ -327,6 +392,8 @@ impl Cluster {
             api_token,
             login_url,
             seed: opts.seed.clone(),
+            tls_bound,
+            tls_addrs,
         };
         cluster.spawn_all(bound)?;
         cluster
@@ -463,6 +530,86 @@ impl Cluster {
         Ok(configs)
     }
 
+    fn tls_configs(
+        c: &mut ServerConfigs,
+        tls: &ClusterTls,
+        addrs: &HashMap<(ServerId, TlsPort), SocketAddr>,
+    ) {
+        use im_common::tls::{TlsClientConfig, TlsConfig};
+        let at = |id: ServerId, p: TlsPort| addrs.get(&(id, p)).map(|a| a.to_string());
+        let tls_url = |id: ServerId| at(id, TlsPort::Main).map(|a| format!("tls://{a}"));
+        let server = TlsConfig {
+            cert_file: tls.cert_file.clone(),
+            key_file: tls.key_file.clone(),
+            ..TlsConfig::default()
+        };
+        let mutual = TlsConfig {
+            client_ca_file: tls.ca_file.clone(),
+            ..server.clone()
+        };
+        c.db_proxy.tls_listen = at(ServerId::DbProxy, TlsPort::Main).unwrap_or_default();
+        c.db_proxy.tls = mutual.clone();
+        for (i, r) in c.route.iter_mut().enumerate() {
+            r.tls_listen = at(ServerId::Route(i), TlsPort::Main).unwrap_or_default();
+            r.tls = mutual.clone();
+        }
+        c.login.msg_server_tls_listen = at(ServerId::Login, TlsPort::Main).unwrap_or_default();
+        c.login.https_listen = at(ServerId::Login, TlsPort::Https).unwrap_or_default();
+        c.login.tls = server.clone();
+        if let Some(m) = &mut c.msfs {
+            m.https_listen = at(ServerId::Msfs, TlsPort::Https).unwrap_or_default();
+            m.tls = server.clone();
+        }
+        if let Some(h) = &mut c.http_msg {
+            h.https_listen = at(ServerId::HttpMsg, TlsPort::Https).unwrap_or_default();
+            h.tls = server.clone();
+        }
+        let routes: Vec<String> = (0..c.route.len())
+            .filter_map(|i| tls_url(ServerId::Route(i)))
+            .collect();
+        for (i, m) in c.msg.iter_mut().enumerate() {
+            m.tls_listen = at(ServerId::Msg(i), TlsPort::Main).unwrap_or_default();
+            m.tls = server.clone();
+            m.db_proxy = tls_url(ServerId::DbProxy).into_iter().collect();
+            m.route_servers = routes.clone();
+            m.login_servers = tls_url(ServerId::Login).into_iter().collect();
+            m.tls_client = TlsClientConfig {
+                ca_file: tls.ca_file.clone(),
+                server_name: String::new(),
+                cert_file: tls.client_cert_file.clone(),
+                key_file: tls.client_key_file.clone(),
+            };
+        }
+    }
+
+    /// The TLS listener of `id` with [`ClusterOptions::tls`]: the one bound at start, or
+    /// the same address bound again (restart).
+    fn take_tls(&mut self, id: ServerId, port: TlsPort) -> anyhow::Result<Option<TcpListener>> {
+        if let Some(l) = self.tls_bound.remove(&(id, port)) {
+            return Ok(Some(l));
+        }
+        let Some(addr) = self.tls_addrs.get(&(id, port)) else {
+            return Ok(None);
+        };
+        let l = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("binding {id} TLS on {addr}"))?;
+        l.set_nonblocking(true)?;
+        Ok(Some(TcpListener::from_std(l)?))
+    }
+
+    /// The TLS client port of msg_server `i`, with [`ClusterOptions::tls`].
+    pub fn msg_server_tls_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.tls_addrs
+            .get(&(ServerId::Msg(i), TlsPort::Main))
+            .copied()
+    }
+
+    /// The HTTPS port of login_server, msfs or http_msg_server, with
+    /// [`ClusterOptions::tls`].
+    pub fn https_addr(&self, id: ServerId) -> Option<SocketAddr> {
+        self.tls_addrs.get(&(id, TlsPort::Https)).copied()
+    }
+
     fn spawn_all(&mut self, b: Bound) -> anyhow::Result<()> {
         let Bound {
             login_http,
@@ -512,10 +659,12 @@ impl Cluster {
             addr: addr_of(&client)?,
             admin: addr_of(&admin)?,
             extra: Some(addr_of(&msg)?),
+            tls: None,
         };
         let listeners = file_server::Listeners {
             client,
             msg_servers: msg,
+            msg_servers_tls: None,
             admin: Some(admin),
             metrics: None,
         };
@@ -532,9 +681,11 @@ impl Cluster {
             addr: addr_of(&main)?,
             admin: addr_of(&admin)?,
             extra: None,
+            tls: None,
         };
         let listeners = push_server::Listeners {
             msg_servers: main,
+            msg_servers_tls: None,
             admin: Some(admin),
             metrics: None,
         };
@@ -551,9 +702,12 @@ impl Cluster {
             addr: addr_of(&http)?,
             admin: addr_of(&admin)?,
             extra: None,
+            tls: None,
         };
+        let https = self.take_tls(ServerId::Msfs, TlsPort::Https)?;
         let listeners = msfs::Listeners {
             http,
+            https,
             admin: Some(admin),
             metrics: None,
         };
@@ -574,9 +728,12 @@ impl Cluster {
             addr: addr_of(&http)?,
             admin: addr_of(&admin)?,
             extra: None,
+            tls: None,
         };
+        let https = self.take_tls(ServerId::HttpMsg, TlsPort::Https)?;
         let listeners = http_msg_server::Listeners {
             http,
+            https,
             admin: Some(admin),
             metrics: None,
         };
@@ -618,16 +775,19 @@ impl Cluster {
     }
 
     fn spawn_db_proxy(&mut self, main: TcpListener, admin: TcpListener) -> anyhow::Result<()> {
+        let main_tls = self.take_tls(ServerId::DbProxy, TlsPort::Main)?;
         let endpoint = Endpoint {
             id: ServerId::DbProxy,
             addr: addr_of(&main)?,
             admin: addr_of(&admin)?,
             extra: None,
+            tls: main_tls.as_ref().map(addr_of).transpose()?,
         };
         let config = self.configs.db_proxy.clone();
         let seed = self.seed.clone();
         let listeners = db_proxy_server::Listeners {
             main,
+            main_tls,
             admin: Some(admin),
             metrics: None,
         };
@@ -643,15 +803,18 @@ impl Cluster {
         main: TcpListener,
         admin: TcpListener,
     ) -> anyhow::Result<()> {
+        let tls = self.take_tls(ServerId::Route(i), TlsPort::Main)?;
         let endpoint = Endpoint {
             id: ServerId::Route(i),
             addr: addr_of(&main)?,
             admin: addr_of(&admin)?,
             extra: None,
+            tls: tls.as_ref().map(addr_of).transpose()?,
         };
         let config = self.configs.route[i].clone();
         let listeners = route_server::Listeners {
             msg_servers: main,
+            msg_servers_tls: tls,
             admin: Some(admin),
             metrics: None,
         };
@@ -667,16 +830,21 @@ impl Cluster {
         msg: TcpListener,
         admin: TcpListener,
     ) -> anyhow::Result<()> {
+        let msg_servers_tls = self.take_tls(ServerId::Login, TlsPort::Main)?;
+        let https = self.take_tls(ServerId::Login, TlsPort::Https)?;
         let endpoint = Endpoint {
             id: ServerId::Login,
             addr: addr_of(&http)?,
             admin: addr_of(&admin)?,
             extra: Some(addr_of(&msg)?),
+            tls: msg_servers_tls.as_ref().map(addr_of).transpose()?,
         };
         let config = self.configs.login.clone();
         let listeners = login_server::Listeners {
             http,
             msg_servers: msg,
+            https,
+            msg_servers_tls,
             legacy_client: None,
             admin: Some(admin),
             metrics: None,
@@ -688,15 +856,18 @@ impl Cluster {
     }
 
     fn spawn_msg(&mut self, i: usize, main: TcpListener, admin: TcpListener) -> anyhow::Result<()> {
+        let tls = self.take_tls(ServerId::Msg(i), TlsPort::Main)?;
         let endpoint = Endpoint {
             id: ServerId::Msg(i),
             addr: addr_of(&main)?,
             admin: addr_of(&admin)?,
             extra: None,
+            tls: tls.as_ref().map(addr_of).transpose()?,
         };
         let config = self.configs.msg[i].clone();
         let listeners = msg_server::Listeners {
             client: main,
+            tls,
             admin: Some(admin),
             metrics: None,
         };

@@ -33,7 +33,7 @@ pub mod tls;
 pub mod upstream;
 
 pub use conn::{CloseReason, Conn, ConnRegistry, SendError};
-pub use serve::{Handler, ServeOptions, serve, serve_tls};
+pub use serve::{Handler, ServeOptions, serve, serve_plain_and_tls, serve_tls};
 pub use shutdown::{Shutdown, shutdown_on_signals};
 pub use tokio_util::sync::CancellationToken;
 pub use upstream::{Upstream, UpstreamHandler, UpstreamOptions};

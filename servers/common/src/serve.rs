@@ -133,6 +133,39 @@ pub async fn serve_tls<H, F>(
     accept_loop(listener, Some(tls), opts, registry, shutdown, make_handler).await;
 }
 
+/// [`serve`] on `plain` and, when `tls` is given, [`serve_tls`] on that second listener: one
+/// registry, the same handlers and shutdown, and one connection limit of `max_connections`
+/// for both ports (unless `opts.shared_limit` already names one). Returns when both stopped.
+pub async fn serve_plain_and_tls<H, F>(
+    plain: TcpListener,
+    tls: Option<(TcpListener, TlsListen)>,
+    mut opts: ServeOptions,
+    registry: ConnRegistry,
+    shutdown: CancellationToken,
+    make_handler: F,
+) where
+    H: Handler,
+    F: FnMut(&Conn) -> H + Clone,
+{
+    let Some((tls_listener, tls)) = tls else {
+        serve(plain, opts, registry, shutdown, make_handler).await;
+        return;
+    };
+    if opts.shared_limit.is_none() {
+        opts.shared_limit = Some(Arc::new(Semaphore::new(opts.max_connections)));
+    }
+    tokio::join!(
+        serve(
+            plain,
+            opts.clone(),
+            registry.clone(),
+            shutdown.clone(),
+            make_handler.clone()
+        ),
+        serve_tls(tls_listener, tls, opts, registry, shutdown, make_handler),
+    );
+}
+
 /// A connection whose TLS handshake finished, on its way back to the accept loop (which alone
 /// makes handlers, so `make_handler` stays a plain `FnMut`).
 struct Secured {

@@ -148,6 +148,33 @@ impl TlsConfig {
     }
 }
 
+/// A bound TLS listener with its settings, or `None` when `listener` is `None`; `why` names
+/// the key of the listener's address (`tls_listen`) in errors. Section `tls`.
+pub fn tls_listener(
+    config: &TlsConfig,
+    listener: Option<tokio::net::TcpListener>,
+    why: &str,
+) -> Result<Option<(tokio::net::TcpListener, TlsListen)>, ConfigError> {
+    match listener {
+        None => Ok(None),
+        Some(l) => Ok(Some((l, config.listen("tls", why)?))),
+    }
+}
+
+/// Checks an optional listen address (`key`): empty or `ip:port`.
+pub fn check_listen_addr(key: &str, addr: &str) -> Result<(), ConfigError> {
+    if addr.is_empty() || addr.parse::<SocketAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err(ConfigError::value(
+            key,
+            format!(
+                "must be empty (no listener) or an ip:port address such as 0.0.0.0:8443 (got {addr:?})"
+            ),
+        ))
+    }
+}
+
 /// `[tls_client]`: how this server checks peers it reaches at `tls://host:port`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

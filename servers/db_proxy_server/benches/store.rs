@@ -153,6 +153,7 @@ async fn measure<S: Backend>(
     let proxy = DbProxy::new(config, store).expect("server");
     let server = tokio::spawn(proxy.serve(
         Listeners {
+            main_tls: None,
             main,
             admin: None,
             metrics: None,

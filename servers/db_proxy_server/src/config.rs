@@ -7,6 +7,7 @@
 //! per purpose). `ThreadNum` has no equivalent: requests run on the async runtime.
 
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsConfig, check_listen_addr};
 use im_proto::crypto::DEFAULT_MESSAGE_KEY;
 use im_storage::StorageConfig;
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use serde::Deserialize;
 pub const MAX_LOGIN_FAILURE_WINDOW_SECS: u64 = 86_400;
 
 /// The whole db_proxy_server configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Name shown by imctl and in the admin handshake; empty = `db_proxy_server@<listen>`.
@@ -57,6 +58,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[http]`: Prometheus `/metrics`, `/healthz`, `/readyz`.
     pub http: HttpConfig,
+    /// A second port for msg_server, http_msg_server, file_server and push_server links over TLS, beside `listen`, for peers that dial `tls://host:port`. Empty = none (e.g. `0.0.0.0:10601`; needs `[tls]`).
+    pub tls_listen: String,
+    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -76,6 +81,8 @@ impl Default for Config {
             log: LogConfig::default(),
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
+            tls_listen: String::new(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -160,6 +167,10 @@ impl Config {
         self.storage
             .validate()
             .map_err(|message| ConfigError::value("storage", message))?;
+        check_listen_addr("tls_listen", &self.tls_listen)?;
+        if !self.tls_listen.is_empty() {
+            self.tls.listen("tls", "tls_listen")?;
+        }
         self.admin.validate()
     }
 

@@ -32,7 +32,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use im_common::config::MIN_ADMIN_TOKEN_LEN;
 use im_common::http::{Health, serve_http};
-use im_common::{CancellationToken, ServeOptions, serve};
+use im_common::tls::tls_listener;
+use im_common::{CancellationToken, ServeOptions, serve_plain_and_tls};
 use im_storage::config::Backend as BackendKind;
 use im_storage::{MysqlStore, SqliteStore};
 use tokio::net::TcpListener;
@@ -67,6 +68,8 @@ pub struct Listeners {
     pub main: TcpListener,
     /// Admin PDUs for imctl (`admin.listen`); `None` disables it.
     pub admin: Option<TcpListener>,
+    /// The same over TLS (`tls_listen`); `None` disables it.
+    pub main_tls: Option<TcpListener>,
     /// Prometheus `/metrics`, `/healthz`, `/readyz` (`http.listen`); `None` disables it.
     pub metrics: Option<TcpListener>,
 }
@@ -90,6 +93,7 @@ impl Listeners {
             main: bind("listen", &config.listen).await?,
             admin: optional("admin.listen", &config.admin.listen).await?,
             metrics: optional("http.listen", &config.http.listen).await?,
+            main_tls: optional("tls_listen", &config.tls_listen).await?,
         })
     }
 }
@@ -200,16 +204,18 @@ impl<S: Backend> DbProxy<S> {
         let listen_addr = listeners.main.local_addr()?.to_string();
         let health = Health::new();
         // Links and side ports stop only after the drain; background work at its start.
+        let tls = tls_listener(&config.tls, listeners.main_tls, "tls_listen")?;
         let stop_links = CancellationToken::new();
         let stop_background = CancellationToken::new();
         let drivers = TaskTracker::new();
 
         let links = {
             let (sh, drivers) = (sh.clone(), drivers.clone());
-            serve(
+            serve_plain_and_tls(
                 listeners.main,
                 ServeOptions::server("msg_server"),
                 sh.links.clone(),
+                tls,
                 stop_links.clone(),
                 move |conn| server::Link::start(sh.clone(), conn, &drivers),
             )

@@ -228,6 +228,7 @@ async fn the_demo_seed_loads_once_and_its_passwords_work() {
                 db_proxy_server::run_seeded(
                     config,
                     db_proxy_server::Listeners {
+                        main_tls: None,
                         main,
                         admin: None,
                         metrics: None,

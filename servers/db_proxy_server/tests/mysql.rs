@@ -118,6 +118,7 @@ async fn seeded_mysql_backend_end_to_end() {
             run_seeded(
                 config,
                 Listeners {
+                    main_tls: None,
                     main,
                     admin: None,
                     metrics: None,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use im_common::backoff::BackoffConfig;
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsClientConfig, TlsConfig, check_listen_addr};
+use im_proto::client::ClientTls;
 use serde::Deserialize;
 
 /// Longest task timeout accepted (a week): an unfinished transfer idle for longer is dead.
@@ -63,6 +65,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[backoff]`: reconnect delays of the db_proxy link (Decisions 3).
     pub backoff: BackoffConfig,
+    /// A second msg_server port over TLS, beside `msg_server_listen`, for msg_servers that dial `tls://host:port`. Empty = none (needs `[tls]`).
+    pub msg_server_tls_listen: String,
+    /// `[tls]`: certificate and key of `msg_server_tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    pub tls: TlsConfig,
+    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the client certificate for peers that require one.
+    pub tls_client: TlsClientConfig,
 }
 
 impl Default for Config {
@@ -83,6 +91,9 @@ impl Default for Config {
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
             backoff: BackoffConfig::default(),
+            msg_server_tls_listen: String::new(),
+            tls: TlsConfig::default(),
+            tls_client: TlsClientConfig::default(),
         }
     }
 }
@@ -165,7 +176,23 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::value("max_connections", "must be at least 1"));
         }
+        check_listen_addr("msg_server_tls_listen", &self.msg_server_tls_listen)?;
+        if !self.msg_server_tls_listen.is_empty() {
+            self.tls.listen("tls", "msg_server_tls_listen")?;
+        }
+        self.client_tls()?;
         self.admin.validate()
+    }
+
+    /// The TLS setting of the upstream links, when any address is `tls://host:port`.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, ConfigError> {
+        let lists: [(&str, &Vec<String>); 1] = [("db_proxy", &self.db_proxy)];
+        self.tls_client.client_for(
+            "tls_client",
+            lists
+                .into_iter()
+                .flat_map(|(k, v)| v.iter().map(move |a| (k, a.as_str()))),
+        )
     }
 
     /// The task timeout.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use im_common::CancellationToken;
 use im_common::backoff::BackoffConfig;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
-use im_proto::client::{ClientError, ImClient};
+use im_proto::client::{ClientError, ClientTls, ImClient};
 use im_proto::file::ImFileDelOfflineReq;
 use im_proto::{Pdu, cid};
 
@@ -38,10 +38,16 @@ impl UpstreamHandler for DbHandler {
 
 impl DbLink {
     /// Starts the link (it runs until `shutdown`).
-    pub fn spawn(addrs: Vec<String>, backoff: BackoffConfig, shutdown: CancellationToken) -> Self {
+    pub fn spawn(
+        addrs: Vec<String>,
+        backoff: BackoffConfig,
+        tls: Option<ClientTls>,
+        shutdown: CancellationToken,
+    ) -> Self {
         let stopped = Arc::new(AtomicBool::new(false));
         let mut o = UpstreamOptions::new("db_proxy_server", addrs);
         o.backoff = backoff;
+        o.tls = tls;
         let handler = Arc::new(DbHandler {
             stopped: stopped.clone(),
         });

@@ -34,7 +34,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use im_common::http::{Health, serve_http};
 use im_common::metrics::Registry;
-use im_common::{CancellationToken, ConnRegistry, ServeOptions, serve};
+use im_common::tls::tls_listener;
+use im_common::{CancellationToken, ConnRegistry, ServeOptions, serve, serve_plain_and_tls};
 use im_proto::base::IpAddr;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
@@ -59,6 +60,8 @@ pub struct Listeners {
     pub msg_servers: TcpListener,
     /// Admin port (`admin.listen`), if enabled.
     pub admin: Option<TcpListener>,
+    /// The same over TLS (`msg_server_tls_listen`), if enabled.
+    pub msg_servers_tls: Option<TcpListener>,
     /// `/metrics`, `/healthz`, `/readyz` (`http.listen`), if enabled.
     pub metrics: Option<TcpListener>,
 }
@@ -82,6 +85,8 @@ impl Listeners {
             msg_servers: bind(&config.msg_server_listen, "msg_server_listen").await?,
             admin: bind_opt(&config.admin.listen, "admin.listen").await?,
             metrics: bind_opt(&config.http.listen, "http.listen").await?,
+            msg_servers_tls: bind_opt(&config.msg_server_tls_listen, "msg_server_tls_listen")
+                .await?,
         })
     }
 }
@@ -97,14 +102,26 @@ pub async fn run(
     let client_addr = listeners.client.local_addr()?;
     let store = OfflineStore::new(config.data_dir.clone());
     {
+    let msg_tls = tls_listener(
+        &config.tls,
+        listeners.msg_servers_tls,
+        "msg_server_tls_listen",
+    )?;
+    let client_tls = config.client_tls()?;
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.create_root())
             .await?
             .with_context(|| format!("creating data_dir {:?}", config.data_dir))?;
     }
     let registry = Registry::new("im_file_server");
-    let db = (!config.db_proxy.is_empty())
-        .then(|| DbLink::spawn(config.db_proxy.clone(), config.backoff, shutdown.clone()));
+    let db = (!config.db_proxy.is_empty()).then(|| {
+        DbLink::spawn(
+            config.db_proxy.clone(),
+            config.backoff,
+            client_tls,
+            shutdown.clone(),
+        )
+    });
     let shared = Arc::new(Shared {
         name: config.display_name(client_addr),
         client_addr,
@@ -166,10 +183,11 @@ pub async fn run(
     msg_opts.echo_heartbeat = true;
     let msg_serving = {
         let shared = shared.clone();
-        tokio::spawn(serve(
+        tokio::spawn(serve_plain_and_tls(
             listeners.msg_servers,
             msg_opts,
             shared.msg_links.clone(),
+            msg_tls,
             shutdown.clone(),
             move |_| MsgLinkHandler::new(shared.clone()),
         ))

@@ -8,6 +8,8 @@
 
 use im_common::backoff::BackoffConfig;
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsClientConfig, TlsConfig, check_listen_addr};
+use im_proto::client::ClientTls;
 use im_proto::crypto::{DEFAULT_MESSAGE_KEY, MessageCipher};
 use serde::Deserialize;
 
@@ -58,6 +60,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[backoff]`: reconnect delays of the db_proxy and route_server links (Decisions 3).
     pub backoff: BackoffConfig,
+    /// The same API over HTTPS, beside `listen`. Empty = none (e.g. `0.0.0.0:8443`; needs `[tls]`).
+    pub https_listen: String,
+    /// `[tls]`: certificate and key of `https_listen`.
+    pub tls: TlsConfig,
+    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the client certificate for peers that require one.
+    pub tls_client: TlsClientConfig,
 }
 
 impl Default for Config {
@@ -79,6 +87,9 @@ impl Default for Config {
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
             backoff: BackoffConfig::default(),
+            https_listen: String::new(),
+            tls: TlsConfig::default(),
+            tls_client: TlsClientConfig::default(),
         }
     }
 }
@@ -147,7 +158,26 @@ impl Config {
                 "must be at least 1 (the original uses 60)",
             ));
         }
+        check_listen_addr("https_listen", &self.https_listen)?;
+        if !self.https_listen.is_empty() {
+            self.tls.listen("tls", "https_listen")?;
+        }
+        self.client_tls()?;
         self.admin.validate()
+    }
+
+    /// The TLS setting of the upstream links, when any address is `tls://host:port`.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, ConfigError> {
+        let lists: [(&str, &Vec<String>); 2] = [
+            ("db_proxy", &self.db_proxy),
+            ("route_servers", &self.route_servers),
+        ];
+        self.tls_client.client_for(
+            "tls_client",
+            lists
+                .into_iter()
+                .flat_map(|(k, v)| v.iter().map(move |a| (k, a.as_str()))),
+        )
     }
 
     /// The configured name, or `http_msg_server@<listen>`.

@@ -28,7 +28,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use im_common::CancellationToken;
 use im_common::http::{Health, serve_http};
-use im_common::http1::{Http1Options, serve_http1};
+use im_common::http1::{Http1Options, serve_http1, serve_https1};
+use im_common::tls::tls_listener;
 use im_proto::crypto::MessageCipher;
 use tokio::net::TcpListener;
 
@@ -53,6 +54,8 @@ pub struct Cli {
 pub struct Listeners {
     /// The HTTP API.
     pub http: TcpListener,
+    /// The same over HTTPS (`https_listen`); `None` disables it.
+    pub https: Option<TcpListener>,
     /// Admin PDUs for imctl; `None` disables it.
     pub admin: Option<TcpListener>,
     /// Prometheus `/metrics`, `/healthz`, `/readyz`; `None` disables it.
@@ -76,6 +79,7 @@ impl Listeners {
         }
         Ok(Listeners {
             http: bind("listen", &config.listen).await?,
+            https: optional("https_listen", &config.https_listen).await?,
             admin: optional("admin.listen", &config.admin.listen).await?,
             metrics: optional("http.listen", &config.http.listen).await?,
         })
@@ -92,6 +96,8 @@ pub async fn run(
     let cipher = MessageCipher::new(config.aes_key.as_bytes())
         .map_err(|e| anyhow::anyhow!("config key `aes_key`: {e}"))?;
     let timeout = Duration::from_millis(config.request_timeout_ms);
+    let https = tls_listener(&config.tls, listeners.https, "https_listen")?;
+    let client_tls = config.client_tls()?;
     // The links stop with their own token, after the HTTP side has answered its requests.
     let links_stop = CancellationToken::new();
     let server = Arc::new(Server {
@@ -100,9 +106,16 @@ pub async fn run(
             config.db_connections_per_server,
             timeout,
             config.backoff,
+            &client_tls,
             &links_stop,
         ),
-        routes: RouteLinks::spawn(&config.route_servers, timeout, config.backoff, &links_stop),
+        routes: RouteLinks::spawn(
+            &config.route_servers,
+            timeout,
+            config.backoff,
+            &client_tls,
+            &links_stop,
+        ),
         cipher,
         metrics: Metrics::new(),
         discovery: Mutex::new(None),
@@ -133,15 +146,19 @@ pub async fn run(
         );
         opts.max_connections = server.config.max_connections;
         let server = server.clone();
-        serve_http1(
-            listeners.http,
-            opts,
-            move |_info| {
-                let server = server.clone();
-                hyper::service::service_fn(move |req| api::handle(server.clone(), req))
-            },
-            shutdown.clone(),
-        )
+        let make = move |_info| {
+            let server = server.clone();
+            hyper::service::service_fn(move |req| api::handle(server.clone(), req))
+        };
+        let plain = serve_http1(listeners.http, opts.clone(), make.clone(), shutdown.clone());
+        let tls = async {
+            if let Some((l, tls)) = https {
+                serve_https1(l, tls, opts, make, shutdown.clone()).await;
+            }
+        };
+        async {
+            tokio::join!(plain, tls);
+        }
     };
     let admin = async {
         if let Some(l) = listeners.admin {

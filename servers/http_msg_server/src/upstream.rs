@@ -16,7 +16,7 @@ use im_common::CancellationToken;
 use im_common::backoff::BackoffConfig;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
 use im_proto::attach::RequestTag;
-use im_proto::client::{ClientError, ImClient};
+use im_proto::client::{ClientError, ClientTls, ImClient};
 use im_proto::message::ImMsgData;
 use im_proto::server::ImRoleSet;
 use im_proto::{Pdu, cid};
@@ -121,6 +121,7 @@ impl DbPool {
         per_server: usize,
         timeout: Duration,
         backoff: BackoffConfig,
+        tls: &Option<ClientTls>,
         shutdown: &CancellationToken,
     ) -> Self {
         let mut links = Vec::with_capacity(addrs.len() * per_server);
@@ -129,6 +130,7 @@ impl DbPool {
                 let stopped = Arc::new(AtomicBool::new(false));
                 let mut o = UpstreamOptions::new("db_proxy_server", vec![addr.clone()]);
                 o.backoff = backoff;
+                o.tls = tls.clone();
                 o.request_timeout = timeout;
                 let h = Arc::new(DbHandler {
                     addr: addr.clone(),
@@ -301,6 +303,7 @@ impl RouteLinks {
         addrs: &[String],
         timeout: Duration,
         backoff: BackoffConfig,
+        tls: &Option<ClientTls>,
         shutdown: &CancellationToken,
     ) -> Self {
         let state = Arc::new(Mutex::new(RouteState {
@@ -313,6 +316,7 @@ impl RouteLinks {
             .map(|(idx, addr)| {
                 let mut o = UpstreamOptions::new("route_server", vec![addr.clone()]);
                 o.backoff = backoff;
+                o.tls = tls.clone();
                 o.request_timeout = timeout;
                 let h = Arc::new(RouteHandler {
                     idx,

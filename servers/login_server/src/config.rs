@@ -6,6 +6,7 @@
 //! `discovery` unchanged.
 
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsConfig, check_listen_addr};
 use serde::Deserialize;
 
 /// Longest accepted `pending_login_ttl_secs`. A handed-out login that the msg_server has not
@@ -13,7 +14,7 @@ use serde::Deserialize;
 pub const MAX_PENDING_LOGIN_TTL_SECS: u64 = 600;
 
 /// The whole login_server configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Name shown by imctl and in the admin handshake; empty = `login_server@<http_listen>`.
@@ -26,6 +27,13 @@ pub struct Config {
     /// The legacy TCP port answering IMMsgServReq with IMMsgServRsp (the original
     /// `ClientListenIP:ClientPort`, 8008). Empty disables it: stock clients use HTTP.
     pub legacy_client_listen: String,
+    /// The same `GET /msg_server` over HTTPS, beside `http_listen` (stock clients use plain
+    /// HTTP). Empty = none (e.g. `0.0.0.0:8443`; needs `[tls]`).
+    pub https_listen: String,
+    /// A second msg_server port over TLS, beside `msg_server_listen`, for msg_servers that
+    /// dial `tls://host:port`. Empty = none (needs `[tls]`; `tls.client_ca_file` makes
+    /// msg_servers present a certificate).
+    pub msg_server_tls_listen: String,
     /// URL handed to clients as `msfsPrior` and `msfsBackup` (where they upload images).
     pub msfs: String,
     /// URL handed to clients as `discovery` (the admin web's discovery page).
@@ -46,6 +54,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[http]`: Prometheus `/metrics`, `/healthz`, `/readyz`.
     pub http: HttpConfig,
+    /// `[tls]`: certificate and key of `https_listen` and `msg_server_tls_listen`.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -55,6 +65,8 @@ impl Default for Config {
             http_listen: "0.0.0.0:8080".to_owned(),
             msg_server_listen: "0.0.0.0:8100".to_owned(),
             legacy_client_listen: "0.0.0.0:8008".to_owned(),
+            https_listen: String::new(),
+            msg_server_tls_listen: String::new(),
             msfs: "http://127.0.0.1:8700/".to_owned(),
             discovery: "http://127.0.0.1/api/discovery".to_owned(),
             pending_login_ttl_secs: 10,
@@ -62,6 +74,7 @@ impl Default for Config {
             log: LogConfig::default(),
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -109,6 +122,15 @@ impl Config {
                 "http_max_connections",
                 "must be at least 1",
             ));
+        }
+        for (key, addr) in [
+            ("https_listen", &self.https_listen),
+            ("msg_server_tls_listen", &self.msg_server_tls_listen),
+        ] {
+            check_listen_addr(key, addr)?;
+            if !addr.is_empty() {
+                self.tls.listen("tls", key)?;
+            }
         }
         self.admin.validate()
     }

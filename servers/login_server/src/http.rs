@@ -3,11 +3,15 @@
 //! (11 characters, query ignored); the whole request must fit in 1024 bytes; anything else is
 //! closed without an answer; one answer per connection, closed once written.
 //!
-//! The responder works on any `AsyncRead + AsyncWrite`, so TLS can be put in front later.
+//! The responder works on any `AsyncRead + AsyncWrite`: the same answers over HTTPS
+//! (`https_listen`). Our one extension: a request whose query says `tls=1`
+//! (`/msg_server?tls=1`) prefers a msg_server with a TLS client port and gets it as an extra
+//! field `tlsPort`; every other request gets the original answer byte for byte.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use im_common::tls::TlsListen;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -68,18 +72,19 @@ where
         r = tokio::time::timeout(REQUEST_TIMEOUT, read_request(stream)) => r,
         () = shutdown.cancelled() => return Outcome::Gone,
     };
-    let is_msg_server = match read {
+    let (is_msg_server, want_tls) = match read {
         Err(_) => return Outcome::Timeout,
         Ok(Err(outcome)) => return outcome,
-        Ok(Ok(is_msg_server)) => is_msg_server,
+        Ok(Ok(r)) => r,
     };
     if !is_msg_server {
         return Outcome::BadPath;
     }
-    let response = response(
-        &shared.assign(),
+    let response = response_with_tls(
+        &shared.assign_for(want_tls),
         &shared.config.msfs,
         &shared.config.discovery,
+        want_tls,
     );
     let write = async {
         stream.write_all(response.as_bytes()).await?;
@@ -94,8 +99,9 @@ where
     }
 }
 
-/// Reads until a whole request is buffered; `Ok(true)` when it asks for `/msg_server`.
-async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<bool, Outcome> {
+/// Reads until a whole request is buffered; `Ok((true, _))` when it asks for `/msg_server`,
+/// `Ok((_, true))` when its query asks for TLS.
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(bool, bool), Outcome> {
     // One byte more than allowed, so that "too large" is seen rather than "incomplete".
     let mut buf = [0u8; MAX_REQUEST_LEN + 1];
     let mut len = 0;
@@ -113,19 +119,45 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<bool, Outc
         }
         match parse_request(&buf[..len]) {
             Parse::Incomplete => {}
-            Parse::Complete { msg_server } => return Ok(msg_server),
+            Parse::Complete { msg_server } => {
+                return Ok((msg_server, msg_server && wants_tls(&buf[..len])));
+            }
             Parse::TooLarge => return Err(Outcome::TooLarge),
             Parse::Malformed(_) => return Err(Outcome::Malformed),
         }
     }
 }
 
+/// True when the request target's query has `tls=1` (`GET /msg_server?tls=1 HTTP/1.1`).
+pub fn wants_tls(request: &[u8]) -> bool {
+    let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    let Some(q) = target.iter().position(|&b| b == b'?') else {
+        return false;
+    };
+    target[q + 1..]
+        .split(|&b| b == b'&')
+        .any(|kv| kv == b"tls=1")
+}
+
 /// The whole HTTP response for an assignment or a refusal (FLOWS.md 2).
 pub fn response(result: &Result<Assignment, Refusal>, msfs: &str, discovery: &str) -> String {
+    response_with_tls(result, msfs, discovery, false)
+}
+
+/// [`response`]; when the client asked for TLS and the msg_server has a TLS port, the
+/// original fields are followed by `tlsPort` (a string, like `port`).
+pub fn response_with_tls(
+    result: &Result<Assignment, Refusal>,
+    msfs: &str,
+    discovery: &str,
+    want_tls: bool,
+) -> String {
     let body = match result {
         Ok(a) => {
             let port = a.port.to_string();
-            styled_object(&mut [
+            let tls_port = a.tls_port.filter(|_| want_tls).map(|p| p.to_string());
+            let mut fields = vec![
                 ("code", Value::Int(0)),
                 ("msg", Value::Str("")),
                 // The original swaps these for "non-telecom" peers, a test that is false for
@@ -137,7 +169,11 @@ pub fn response(result: &Result<Assignment, Refusal>, msfs: &str, discovery: &st
                 ("discovery", Value::Str(discovery)),
                 // A string, as in the original; clients parse it as a number.
                 ("port", Value::Str(&port)),
-            ])
+            ];
+            if let Some(p) = &tls_port {
+                fields.push(("tlsPort", Value::Str(p)));
+            }
+            styled_object(&mut fields)
         }
         Err(Refusal::NoMsgServer) => styled_object(&mut [
             ("code", Value::Int(1)),
@@ -155,13 +191,20 @@ pub fn response(result: &Result<Assignment, Refusal>, msfs: &str, discovery: &st
     )
 }
 
-/// Accepts HTTP connections until `shutdown`, one task per connection, at most
-/// `http_max_connections` at a time.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(shared.config.http_max_connections));
+/// Accepts HTTP (or, with `tls`, HTTPS) connections until `shutdown`, one task per
+/// connection, at most as many at a time as `limit` has permits (`http_max_connections`,
+/// shared by the HTTP and HTTPS ports).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsListen>,
+    limit: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let name = if tls.is_some() { "https" } else { "http" };
     let tasks = TaskTracker::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    tracing::info!(listener = "http", addr = ?listener.local_addr().ok(), "listening");
+    tracing::info!(listener = name, addr = ?listener.local_addr().ok(), "listening");
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -174,7 +217,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
             }
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
-                tracing::warn!(listener = "http", error = %e, "accept failed");
+                tracing::warn!(listener = name, error = %e, "accept failed");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = shutdown.cancelled() => break,
@@ -185,17 +228,33 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             shared.metrics.http_over_limit.inc();
-            tracing::warn!(listener = "http", %peer, max = shared.config.http_max_connections,
+            tracing::warn!(listener = name, %peer, max = shared.config.http_max_connections,
                 "HTTP connection limit reached, closing");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
             let m = &shared.metrics;
             m.http_open.add(1);
-            let outcome = handle(&mut stream, &shared, &shutdown).await;
+            let outcome = match &tls {
+                None => handle(&mut stream, &shared, &shutdown).await,
+                Some(tls) => {
+                    let secured = tokio::select! {
+                        r = im_common::tls::accept(tls, stream) => r,
+                        () = shutdown.cancelled() => Err(std::io::ErrorKind::Interrupted.into()),
+                    };
+                    match secured {
+                        Ok(mut stream) => handle(&mut stream, &shared, &shutdown).await,
+                        Err(e) => {
+                            im_common::tls::log_handshake_failure(name, peer, &e);
+                            Outcome::Gone
+                        }
+                    }
+                }
+            };
             m.http_open.add(-1);
             drop(permit);
             match outcome {
@@ -218,11 +277,11 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
         .is_err()
     {
         tracing::warn!(
-            listener = "http",
+            listener = name,
             "HTTP connections still writing at shutdown"
         );
     }
-    tracing::info!(listener = "http", "stopped");
+    tracing::info!(listener = name, "stopped");
 }
 
 #[cfg(test)]

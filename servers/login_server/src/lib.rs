@@ -28,7 +28,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use im_common::config::MIN_ADMIN_TOKEN_LEN;
 use im_common::http::{Health, serve_http};
-use im_common::{CancellationToken, ServeOptions, serve};
+use im_common::tls::tls_listener;
+use im_common::{CancellationToken, ServeOptions, serve, serve_plain_and_tls};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -54,6 +55,10 @@ pub struct Listeners {
     pub msg_servers: TcpListener,
     /// Legacy IMMsgServReq; `None` disables it.
     pub legacy_client: Option<TcpListener>,
+    /// `GET /msg_server` over HTTPS (`https_listen`); `None` disables it.
+    pub https: Option<TcpListener>,
+    /// msg_server links over TLS (`msg_server_tls_listen`); `None` disables it.
+    pub msg_servers_tls: Option<TcpListener>,
     /// Admin PDUs for imctl; `None` disables it.
     pub admin: Option<TcpListener>,
     /// Prometheus `/metrics`, `/healthz`, `/readyz`; `None` disables it.
@@ -80,6 +85,9 @@ impl Listeners {
             msg_servers: bind("msg_server_listen", &config.msg_server_listen).await?,
             legacy_client: optional("legacy_client_listen", &config.legacy_client_listen).await?,
             admin: optional("admin.listen", &config.admin.listen).await?,
+            https: optional("https_listen", &config.https_listen).await?,
+            msg_servers_tls: optional("msg_server_tls_listen", &config.msg_server_tls_listen)
+                .await?,
             metrics: optional("http.listen", &config.http.listen).await?,
         })
     }
@@ -113,13 +121,32 @@ impl LoginServer {
         let _ = shared.http_addr.set(http_addr.clone());
         let health = Health::new();
 
-        let http = http::serve(listeners.http, shared.clone(), shutdown.clone());
+        let https = tls_listener(&config.tls, listeners.https, "https_listen")?;
+        let msg_servers_tls = tls_listener(
+            &config.tls,
+            listeners.msg_servers_tls,
+            "msg_server_tls_listen",
+        )?;
+        let http_limit = Arc::new(tokio::sync::Semaphore::new(config.http_max_connections));
+        let http = http::serve(
+            listeners.http,
+            None,
+            http_limit.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        );
+        let https = async {
+            if let Some((l, tls)) = https {
+                http::serve(l, Some(tls), http_limit, shared.clone(), shutdown.clone()).await;
+            }
+        };
         let msg_servers = {
             let shared = shared.clone();
-            serve(
+            serve_plain_and_tls(
                 listeners.msg_servers,
                 ServeOptions::server("msg_server"),
                 shared.msg_server_links.clone(),
+                msg_servers_tls,
                 shutdown.clone(),
                 move |_| msg_servers::MsgServerLink {
                     shared: shared.clone(),
@@ -173,7 +200,8 @@ impl LoginServer {
         // (msg_servers connect to us, not the other way round).
         health.set_ready();
         tracing::info!(name = %config.display_name(), http = %http_addr, "login_server started");
-        let ((), (), (), (), metrics) = tokio::join!(http, msg_servers, legacy, admin, metrics);
+        let ((), (), (), (), (), metrics) =
+            tokio::join!(http, https, msg_servers, legacy, admin, metrics);
         tracing::info!("login_server stopped");
         metrics
     }

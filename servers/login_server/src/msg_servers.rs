@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use im_common::{Conn, Handler};
+use im_proto::admin::ImAdminMsgServTlsInfo;
 use im_proto::server::{ImMsgServInfo, ImUserCntUpdate};
 use im_proto::{Command, Pdu, cid};
 
@@ -23,6 +24,7 @@ impl Handler for MsgServerLink {
         match pdu.command_id() {
             cid::CID_OTHER_MSG_SERV_INFO => self.msg_serv_info(conn, &pdu),
             cid::CID_OTHER_USER_CNT_UPDATE => self.user_cnt_update(conn, &pdu),
+            cid::CID_ADMIN_MSG_SERV_TLS_INFO => self.tls_info(conn, &pdu),
             other => tracing::debug!(
                 conn_id = conn.id(), peer = %conn.peer(), cmd = other, name = pdu.command_name(),
                 "ignoring command on the msg_server port"
@@ -73,6 +75,21 @@ impl MsgServerLink {
             cur_conn_cnt = cur, max_conn_cnt = max,
             replaced = how == Registration::Replaced, "msg_server registered"
         );
+    }
+
+    /// Our extension: the msg_server's TLS client port, sent right after IMMsgServInfo.
+    fn tls_info(&self, conn: &Conn, pdu: &Pdu) {
+        let Some(info) = self.decode::<ImAdminMsgServTlsInfo>(conn, pdu) else {
+            return;
+        };
+        let port = info.tls_port.unwrap_or(0);
+        if self.shared.table.set_tls_port(conn.id(), port) {
+            tracing::info!(conn_id = conn.id(), peer = %conn.peer(), tls_port = port,
+                "msg_server has a TLS client port");
+        } else {
+            tracing::debug!(conn_id = conn.id(), peer = %conn.peer(), tls_port = port,
+                "TLS port before IMMsgServInfo or 0, ignored");
+        }
     }
 
     fn user_cnt_update(&self, conn: &Conn, pdu: &Pdu) {

@@ -99,7 +99,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// Picks a msg_server for one login and counts the outcome.
     pub fn assign(&self) -> Result<Assignment, Refusal> {
-        let r = self.table.assign(Instant::now());
+        self.assign_for(false)
+    }
+
+    /// [`Shared::assign`], preferring msg_servers with a TLS client port when `want_tls`.
+    pub fn assign_for(&self, want_tls: bool) -> Result<Assignment, Refusal> {
+        let r = self.table.assign_for(Instant::now(), want_tls);
         match &r {
             Ok(_) => self.metrics.assignments.inc(),
             Err(Refusal::NoMsgServer) => self.metrics.refused_none.inc(),

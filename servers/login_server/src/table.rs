@@ -35,6 +35,8 @@ pub struct Assignment {
     pub ip2: String,
     /// Its client port.
     pub port: u32,
+    /// Its TLS client port, if it announced one (our extension, IMAdminMsgServTlsInfo).
+    pub tls_port: Option<u32>,
 }
 
 /// Why no msg_server was handed out.
@@ -109,6 +111,8 @@ struct MsgServer {
     pending: VecDeque<Instant>,
     draining: bool,
     assignments_total: u64,
+    /// TLS client port announced after registration.
+    tls_port: Option<u32>,
 }
 
 impl MsgServer {
@@ -200,6 +204,7 @@ impl MsgServerTable {
             pending: VecDeque::new(),
             draining: false,
             assignments_total: 0,
+            tls_port: None,
         };
         s.draining = drained.iter().any(|d| s.matches(d));
         servers.insert(link, s);
@@ -232,9 +237,28 @@ impl MsgServerTable {
         t.servers.remove(&link).map(|s| status(link, &s, now))
     }
 
+    /// Records the TLS client port announced on `link`; false when that link never
+    /// registered (the announcement follows IMMsgServInfo) or the port is 0.
+    pub fn set_tls_port(&self, link: u64, port: u32) -> bool {
+        let mut t = self.lock();
+        match t.servers.get_mut(&link) {
+            Some(s) if port != 0 && port <= u32::from(u16::MAX) => {
+                s.tls_port = Some(port);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Picks the least-loaded msg_server that is not draining and not full, and counts the
     /// hand-out as pending on it.
     pub fn assign(&self, now: Instant) -> Result<Assignment, Refusal> {
+        self.assign_for(now, false)
+    }
+
+    /// [`MsgServerTable::assign`]; with `want_tls`, among the msg_servers with a TLS client
+    /// port when any is available (otherwise among all, and the answer has no TLS port).
+    pub fn assign_for(&self, now: Instant, want_tls: bool) -> Result<Assignment, Refusal> {
         let ttl = self.pending_ttl;
         let mut t = self.lock();
         if t.servers.is_empty() {
@@ -242,12 +266,22 @@ impl MsgServerTable {
         }
         let mut expired = 0;
         let mut best: Option<(u64, u64)> = None;
+        let mut best_tls: Option<(u64, u64)> = None;
         for (link, s) in t.servers.iter_mut() {
             expired += s.expire(now, ttl);
             // Strictly smaller: the first in link order wins ties.
             if s.has_room() && best.is_none_or(|(_, load)| s.load() < load) {
                 best = Some((*link, s.load()));
             }
+            if s.has_room()
+                && s.tls_port.is_some()
+                && best_tls.is_none_or(|(_, load)| s.load() < load)
+            {
+                best_tls = Some((*link, s.load()));
+            }
+        }
+        if want_tls && best_tls.is_some() {
+            best = best_tls;
         }
         t.pending_expired_total += expired;
         let Some((link, _)) = best else {
@@ -263,6 +297,7 @@ impl MsgServerTable {
             ip1: s.info.ip1.clone(),
             ip2: s.info.ip2.clone(),
             port: s.info.port,
+            tls_port: s.tls_port,
         })
     }
 

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsConfig, check_listen_addr};
 use serde::Deserialize;
 
 /// The original's request limit: Content-Length above 10 MiB (0xA00000) is refused.
@@ -18,7 +19,7 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 10 << 20;
 pub const MIN_UPLOAD_TOKEN_LEN: usize = 16;
 
 /// The whole msfs configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Name shown by imctl and in the admin handshake; empty = `msfs@<listen>`.
@@ -56,6 +57,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[http]`: Prometheus `/metrics`, `/healthz`, `/readyz`.
     pub http: HttpConfig,
+    /// The same service over HTTPS, beside `listen` (stock clients use plain HTTP). Empty = none (e.g. `0.0.0.0:8743`; needs `[tls]`).
+    pub https_listen: String,
+    /// `[tls]`: certificate and key of `https_listen`.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -73,6 +78,8 @@ impl Default for Config {
             log: LogConfig::default(),
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
+            https_listen: String::new(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -142,6 +149,10 @@ impl Config {
                 "idle_timeout_secs",
                 "must be at least 1 (the original uses 30)",
             ));
+        }
+        check_listen_addr("https_listen", &self.https_listen)?;
+        if !self.https_listen.is_empty() {
+            self.tls.listen("tls", "https_listen")?;
         }
         self.admin.validate()
     }

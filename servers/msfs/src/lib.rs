@@ -28,7 +28,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use im_common::CancellationToken;
 use im_common::http::{Health, serve_http};
-use im_common::http1::{Http1Options, serve_http1};
+use im_common::http1::{Http1Options, serve_http1, serve_https1};
+use im_common::tls::tls_listener;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -52,6 +53,8 @@ pub struct Cli {
 pub struct Listeners {
     /// Uploads and downloads.
     pub http: TcpListener,
+    /// The same over HTTPS (`https_listen`); `None` disables it.
+    pub https: Option<TcpListener>,
     /// Admin PDUs for imctl; `None` disables it.
     pub admin: Option<TcpListener>,
     /// Prometheus `/metrics`, `/healthz`, `/readyz`; `None` disables it.
@@ -75,6 +78,7 @@ impl Listeners {
         }
         Ok(Listeners {
             http: bind("listen", &config.listen).await?,
+            https: optional("https_listen", &config.https_listen).await?,
             admin: optional("admin.listen", &config.admin.listen).await?,
             metrics: optional("http.listen", &config.http.listen).await?,
         })
@@ -88,6 +92,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let https = tls_listener(&config.tls, listeners.https, "https_listen")?;
     let store = {
         let dir = config.data_dir.clone();
         let per_dir = config.files_per_dir;
@@ -114,15 +119,19 @@ pub async fn run(
         let mut opts = Http1Options::new("msfs", idle);
         opts.max_connections = app.config.max_connections;
         let app = app.clone();
-        serve_http1(
-            listeners.http,
-            opts,
-            move |info| {
-                let app = app.clone();
-                hyper::service::service_fn(move |req| service::handle(app.clone(), req, info))
-            },
-            shutdown.clone(),
-        )
+        let make = move |info| {
+            let app = app.clone();
+            hyper::service::service_fn(move |req| service::handle(app.clone(), req, info))
+        };
+        let plain = serve_http1(listeners.http, opts.clone(), make.clone(), shutdown.clone());
+        let tls = async {
+            if let Some((l, tls)) = https {
+                serve_https1(l, tls, opts, make, shutdown.clone()).await;
+            }
+        };
+        async {
+            tokio::join!(plain, tls);
+        }
     };
     let admin = async {
         if let Some(l) = listeners.admin {

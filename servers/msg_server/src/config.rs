@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use im_common::backoff::BackoffConfig;
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsClientConfig, TlsConfig, check_listen_addr};
+use im_proto::client::ClientTls;
 use im_proto::crypto::DEFAULT_MESSAGE_KEY;
 use serde::Deserialize;
 
@@ -18,6 +20,11 @@ pub struct Config {
     /// Where clients connect (the original's `ListenIP` + `ListenPort`, 8000). The port is
     /// also reported to login_server, which hands it to clients.
     pub listen: String,
+    /// A second client port speaking the same protocol over TLS, for new clients (stock
+    /// TeamTalk clients speak plain TCP and keep using `listen`); it shares
+    /// `max_connections` with `listen`, and login_server hands it out to clients that ask.
+    /// Empty = no TLS port (e.g. `0.0.0.0:8443`; needs `[tls]`).
+    pub tls_listen: String,
     /// Address clients are told to use first (`IpAddr1`, login_server's `priorIP`). IPv4
     /// text, as stock clients expect (Decisions 12).
     pub ip1: String,
@@ -110,6 +117,12 @@ impl Default for Config {
             login_servers: vec!["127.0.0.1:8100".to_owned()],
             push_servers: Vec::new(),
             file_servers: Vec::new(),
+    /// `[tls]`: certificate and key of the TLS client port (`tls_listen`).
+    pub tls: TlsConfig,
+    /// `[tls_client]`: what to trust when an upstream address (db_proxy, route_servers,
+    /// login_servers, push_servers, file_servers) is written `tls://host:port`, and the
+    /// client certificate for peers that require one.
+    pub tls_client: TlsClientConfig,
             msg_rate_limit_per_sec: 100,
             login_timeout_secs: 15.0,
             idle_pc_secs: 120.0,
@@ -117,6 +130,7 @@ impl Default for Config {
             login_failures_per_addr: 20,
             login_failure_window_secs: 60.0,
             route_resend_window_secs: 10.0,
+            tls_listen: String::new(),
             request_timeout_ms: 5_000,
             store_attempts: 3,
             push_locate_timeout_ms: 1_000,
@@ -150,6 +164,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::value(
+            tls: TlsConfig::default(),
+            tls_client: TlsClientConfig::default(),
                 "listen",
                 format!(
                     "must be an ip:port address such as 0.0.0.0:8000 (got {:?})",
@@ -281,9 +297,31 @@ mod tests {
     #[test]
     fn defaults_validate_and_bad_values_name_the_key() {
         let cfg: Config = im_common::config::load_from(None, "IM_MSG_SERVER_", &[]).unwrap();
+        check_listen_addr("tls_listen", &self.tls_listen)?;
+        if !self.tls_listen.is_empty() {
+            self.tls.listen("tls", "tls_listen")?;
+        }
+        self.client_tls()?;
         assert_eq!(cfg, Config::default());
         cfg.validate().unwrap();
         assert_eq!(cfg.ip2_or_ip1(), "127.0.0.1");
+    /// The TLS setting of the upstream links, when any address is `tls://host:port`.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, ConfigError> {
+        let lists = [
+            ("db_proxy", &self.db_proxy),
+            ("route_servers", &self.route_servers),
+            ("login_servers", &self.login_servers),
+            ("push_servers", &self.push_servers),
+            ("file_servers", &self.file_servers),
+        ];
+        self.tls_client.client_for(
+            "tls_client",
+            lists
+                .into_iter()
+                .flat_map(|(k, v)| v.iter().map(move |a| (k, a.as_str()))),
+        )
+    }
+
         let bad = |c: Config, key: &str| {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");

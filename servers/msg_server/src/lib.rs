@@ -39,7 +39,8 @@ use std::time::Duration;
 use anyhow::Context;
 use im_common::http::{Health, serve_http};
 use im_common::metrics::Registry;
-use im_common::{CancellationToken, ServeOptions, serve};
+use im_common::tls::tls_listener;
+use im_common::{CancellationToken, ServeOptions, serve_plain_and_tls};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -55,6 +56,8 @@ use crate::server::Server;
 pub struct Listeners {
     /// TeamTalk clients (`listen`).
     pub client: TcpListener,
+    /// The same over TLS (`tls_listen`), if enabled.
+    pub tls: Option<TcpListener>,
     /// Admin port (`admin.listen`), if enabled.
     pub admin: Option<TcpListener>,
     /// `/metrics`, `/healthz`, `/readyz` (`http.listen`), if enabled.
@@ -78,6 +81,7 @@ impl Listeners {
             .with_context(|| format!("binding listen = {:?}", config.listen))?;
         Ok(Listeners {
             client,
+            tls: bind_opt(&config.tls_listen, "tls_listen").await?,
             admin: bind_opt(&config.admin.listen, "admin.listen").await?,
             metrics: bind_opt(&config.http.listen, "http.listen").await?,
         })
@@ -97,10 +101,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let listen = listeners.client.local_addr()?;
+    let tls = tls_listener(&config.tls, listeners.tls, "tls_listen")?;
+    let tls_port = match &tls {
+        Some((l, _)) => Some(l.local_addr()?.port()),
+        None => None,
+    };
     let registry = Registry::new("im_msg_server");
     let metrics = Metrics::new(registry.clone());
     let links_shutdown = CancellationToken::new();
-    let server = Server::start(&config, listen, metrics, &links_shutdown)?;
+    let server = Server::start_with_tls(&config, listen, tls_port, metrics, &links_shutdown)?;
     register_gauges(&registry, &server);
 
     let tasks = TaskTracker::new();
@@ -143,7 +152,7 @@ pub async fn run(
             health.set_not_ready("shutting down");
         });
     }
-    tracing::info!(name = %server.cfg.name, %listen, "msg_server started");
+    tracing::info!(name = %server.cfg.name, %listen, ?tls_port, "msg_server started");
 
     let mut opts = ServeOptions::client("client");
     opts.max_connections = config.max_connections as usize;
@@ -151,9 +160,11 @@ pub async fn run(
     let serve_stop = CancellationToken::new();
     let serving = {
         let server = server.clone();
-        tokio::spawn(serve(
+        // One connection limit for both ports (max_connections is what login_server sees).
+        tokio::spawn(serve_plain_and_tls(
             listeners.client,
             opts,
+            tls,
             server.registry.clone(),
             serve_stop.clone(),
             move |conn| ClientHandler::new(server.clone(), conn),

@@ -37,6 +37,8 @@ pub struct Settings {
     pub name: String,
     /// Client listener address.
     pub listen: SocketAddr,
+    /// TLS client port (`tls_listen`), announced to login_server after IMMsgServInfo.
+    pub tls_port: Option<u16>,
     /// Addresses for clients.
     pub ip1: String,
     /// Second address for clients.
@@ -137,12 +139,25 @@ impl Server {
             idle_mobile: Config::dur(config.idle_mobile_secs),
             push_locate_timeout: Duration::from_millis(config.push_locate_timeout_ms),
             request_timeout: timeout,
+        Self::start_with_tls(config, listen, None, metrics, links_shutdown)
+    }
+
+    /// [`Server::start`] with the TLS client port (`tls_listen`) when there is one.
+    pub fn start_with_tls(
+        config: &Config,
+        listen: SocketAddr,
+        tls_port: Option<u16>,
+        metrics: Metrics,
+        links_shutdown: &CancellationToken,
+    ) -> anyhow::Result<Arc<Server>> {
+        let tls = config.client_tls()?;
             drain_close_per_sec: config.drain_close_per_sec,
             shutdown_grace: Config::dur(config.shutdown_grace_secs),
         };
         let db = DbPool::spawn(
             DbPoolOptions {
                 addrs: config.db_proxy.clone(),
+            tls_port,
                 per_server: config.db_connections_per_server,
                 timeout,
                 attempts: config.store_attempts,
@@ -151,7 +166,7 @@ impl Server {
             metrics.clone(),
             links_shutdown.clone(),
         );
-        let push = PushLinks::spawn(&config.push_servers, config.backoff, links_shutdown);
+        let push = PushLinks::spawn(&config.push_servers, config.backoff, &tls, links_shutdown);
         let files = FileLinks::spawn(
             &config.file_servers,
             config.backoff,
@@ -168,14 +183,22 @@ impl Server {
                 metrics.clone(),
                 weak,
                 links_shutdown,
+                tls: tls.clone(),
             ),
-            logins: LoginLinks::spawn(&config.login_servers, config.backoff, weak, links_shutdown),
+            logins: LoginLinks::spawn(
+                &config.login_servers,
+                config.backoff,
+                &tls,
+                weak,
+                links_shutdown,
+            ),
             sessions: Sessions::new(),
             groups: GroupCache::new(),
             // Twice the window plus a margin: the delayed second resend pass must still
             // find the first copy remembered.
             recent: RecentMsgs::new(window * 2 + Duration::from_secs(5)),
             throttle: LoginThrottle::new(
+            &tls,
                 config.login_failures_per_addr,
                 Config::dur(config.login_failure_window_secs),
             ),
@@ -185,6 +208,7 @@ impl Server {
             files,
             cipher,
             registry: ConnRegistry::new(),
+                &tls,
             inflight: TaskTracker::new(),
             stopping: AtomicBool::new(false),
             drain: crate::admin::Drain::default(),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use im_common::backoff::BackoffConfig;
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsClientConfig, TlsConfig, check_listen_addr};
+use im_proto::client::ClientTls;
 use serde::Deserialize;
 
 /// Largest queue accepted: a queued push costs a few hundred bytes, so ten million stays
@@ -121,6 +123,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[backoff]`: reconnects of the db_proxy links (Decisions 3).
     pub backoff: BackoffConfig,
+    /// A second port for msg_server links over TLS, beside `listen`, for msg_servers that dial `tls://host:port`. Empty = none (needs `[tls]`).
+    pub tls_listen: String,
+    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    pub tls: TlsConfig,
+    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the client certificate for peers that require one.
+    pub tls_client: TlsClientConfig,
 }
 
 impl Default for Config {
@@ -145,6 +153,9 @@ impl Default for Config {
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
             backoff: BackoffConfig::default(),
+            tls_listen: String::new(),
+            tls: TlsConfig::default(),
+            tls_client: TlsClientConfig::default(),
         }
     }
 }
@@ -418,7 +429,23 @@ impl Config {
         if self.webhook.enabled {
             http_url("webhook.url", &self.webhook.url)?;
         }
+        check_listen_addr("tls_listen", &self.tls_listen)?;
+        if !self.tls_listen.is_empty() {
+            self.tls.listen("tls", "tls_listen")?;
+        }
+        self.client_tls()?;
         self.admin.validate()
+    }
+
+    /// The TLS setting of the upstream links, when any address is `tls://host:port`.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, ConfigError> {
+        let lists: [(&str, &Vec<String>); 1] = [("db_proxy.addresses", &self.db_proxy.addresses)];
+        self.tls_client.client_for(
+            "tls_client",
+            lists
+                .into_iter()
+                .flat_map(|(k, v)| v.iter().map(move |a| (k, a.as_str()))),
+        )
     }
 
     /// The configured name, or `push_server@<addr>`.

@@ -33,7 +33,8 @@ use std::time::Duration;
 use anyhow::Context;
 use im_common::http::{Health, serve_http};
 use im_common::metrics::Registry;
-use im_common::{CancellationToken, ConnRegistry, ServeOptions, serve};
+use im_common::tls::tls_listener;
+use im_common::{CancellationToken, ConnRegistry, ServeOptions, serve_plain_and_tls};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -52,6 +53,8 @@ pub struct Listeners {
     pub msg_servers: TcpListener,
     /// Admin port (`admin.listen`), if enabled.
     pub admin: Option<TcpListener>,
+    /// The same over TLS (`tls_listen`), if enabled.
+    pub msg_servers_tls: Option<TcpListener>,
     /// `/metrics`, `/healthz`, `/readyz` (`http.listen`), if enabled.
     pub metrics: Option<TcpListener>,
 }
@@ -75,6 +78,7 @@ impl Listeners {
             msg_servers,
             admin: bind_opt(&config.admin.listen, "admin.listen").await?,
             metrics: bind_opt(&config.http.listen, "http.listen").await?,
+            msg_servers_tls: bind_opt(&config.tls_listen, "tls_listen").await?,
         })
     }
 }
@@ -90,6 +94,8 @@ pub async fn run(
     let listen = listeners.msg_servers.local_addr()?;
     let providers = Arc::new(
         Providers::new(&config)
+    let tls = tls_listener(&config.tls, listeners.msg_servers_tls, "tls_listen")?;
+    let client_tls = config.client_tls()?;
             .await
             .context("setting up the push providers")?,
     );
@@ -112,11 +118,12 @@ pub async fn run(
     // Workers and the db_proxy links run until `stop`, cancelled after the queue drained.
     let stop = CancellationToken::new();
     let background = TaskTracker::new();
-    let dead = DeadTokens::start(
+    let dead = DeadTokens::start_with_tls(
         &config.db_proxy,
         config.backoff,
         metrics.clone(),
         &stop,
+        &client_tls,
         &background,
     );
     let queue = queue::start(
@@ -172,10 +179,11 @@ pub async fn run(
     opts.echo_heartbeat = true;
     opts.heartbeat_when_idle = None;
     let handler_intake = intake.clone();
-    serve(
+    serve_plain_and_tls(
         listeners.msg_servers,
         opts,
         links,
+        tls,
         shutdown.clone(),
         move |_conn| PushLink::new(handler_intake.clone()),
     )

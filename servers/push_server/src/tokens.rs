@@ -16,7 +16,7 @@ use im_common::CancellationToken;
 use im_common::backoff::BackoffConfig;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
 use im_proto::admin::{AdminResult, ImAdminRemoveTokenReq, ImAdminRemoveTokenRsp};
-use im_proto::client::ImClient;
+use im_proto::client::{ClientTls, ImClient};
 use im_proto::{Pdu, cid};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -88,6 +88,18 @@ impl DeadTokens {
         shutdown: &CancellationToken,
         tasks: &TaskTracker,
     ) -> DeadTokens {
+        Self::start_with_tls(cfg, backoff, &None, metrics, shutdown, tasks)
+    }
+
+    /// [`DeadTokens::start`] with the TLS setting of `tls://` db_proxy addresses.
+    pub fn start_with_tls(
+        cfg: &DbProxyConfig,
+        backoff: BackoffConfig,
+        tls: &Option<ClientTls>,
+        metrics: Metrics,
+        shutdown: &CancellationToken,
+        tasks: &TaskTracker,
+    ) -> DeadTokens {
         let timeout = Duration::from_millis(cfg.request_timeout_ms.max(1));
         let links: Vec<Upstream> = cfg
             .addresses
@@ -95,6 +107,7 @@ impl DeadTokens {
             .map(|addr| {
                 let mut o = UpstreamOptions::new("db_proxy_server", vec![addr.clone()]);
                 o.backoff = backoff;
+                o.tls = tls.clone();
                 o.request_timeout = timeout;
                 // db_proxy does not echo heartbeats: no round-trip probe.
                 o.rtt_probe = None;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use im_common::config::{AdminConfig, ConfigError, HttpConfig, LogConfig};
+use im_common::tls::{TlsConfig, check_listen_addr};
 use serde::Deserialize;
 
 /// Longest offline grace accepted: beyond an hour, users of a dead msg_server would look
@@ -31,6 +32,10 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[http]`: `/metrics`, `/healthz`, `/readyz`.
     pub http: HttpConfig,
+    /// A second port for msg_server and http_msg_server links over TLS, beside `listen`, for peers that dial `tls://host:port`. Empty = none (e.g. `0.0.0.0:8201`; needs `[tls]`).
+    pub tls_listen: String,
+    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -42,6 +47,8 @@ impl Default for Config {
             log: LogConfig::default(),
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
+            tls_listen: String::new(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -68,6 +75,10 @@ impl Config {
                     self.listen
                 ),
             ));
+        }
+        check_listen_addr("tls_listen", &self.tls_listen)?;
+        if !self.tls_listen.is_empty() {
+            self.tls.listen("tls", "tls_listen")?;
         }
         self.admin.validate()
     }

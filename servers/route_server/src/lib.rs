@@ -32,7 +32,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use im_common::http::{Health, serve_http};
 use im_common::metrics::Registry;
-use im_common::{CancellationToken, ServeOptions, serve};
+use im_common::tls::tls_listener;
+use im_common::{CancellationToken, ServeOptions, serve_plain_and_tls};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -50,6 +51,8 @@ pub struct Listeners {
     pub msg_servers: TcpListener,
     /// Admin port (`admin.listen`), if enabled.
     pub admin: Option<TcpListener>,
+    /// The same over TLS (`tls_listen`), if enabled.
+    pub msg_servers_tls: Option<TcpListener>,
     /// `/metrics`, `/healthz`, `/readyz` (`http.listen`), if enabled.
     pub metrics: Option<TcpListener>,
 }
@@ -73,6 +76,7 @@ impl Listeners {
             msg_servers,
             admin: bind_opt(&config.admin.listen, "admin.listen").await?,
             metrics: bind_opt(&config.http.listen, "http.listen").await?,
+            msg_servers_tls: bind_opt(&config.tls_listen, "tls_listen").await?,
         })
     }
 }
@@ -87,6 +91,7 @@ pub async fn run(
     let listen = listeners.msg_servers.local_addr()?;
     let registry = Registry::new("im_route_server");
     let state = Arc::new(RouteState::new(
+    let tls = tls_listener(&config.tls, listeners.msg_servers_tls, "tls_listen")?;
         config.display_name(listen),
         listen,
         config.offline_grace(),
@@ -129,10 +134,11 @@ pub async fn run(
     opts.echo_heartbeat = true;
     let conns = state.conns.clone();
     let handler_state = state.clone();
-    serve(
+    serve_plain_and_tls(
         listeners.msg_servers,
         opts,
         conns,
+        tls,
         shutdown.clone(),
         move |conn| LinkHandler::new(handler_state.clone(), conn),
     )

@@ -100,6 +100,7 @@ pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
     let shared = proxy.shared().clone();
     let shutdown = CancellationToken::new();
     let listeners = Listeners {
+        main_tls: None,
         main,
         admin,
         metrics: None,

@@ -33,6 +33,7 @@ pub async fn start() -> Msfs {
     tokio::spawn(msfs::run(
         config,
         msfs::Listeners {
+            https: None,
             http: listener,
             admin: None,
             metrics: None,

@@ -83,6 +83,7 @@ async fn real_db(dir: &std::path::Path) -> RealDb {
     let shutdown = CancellationToken::new();
     tokio::spawn(proxy.serve(
         DbListeners {
+            main_tls: None,
             main,
             admin: None,
             metrics: None,

@@ -93,6 +93,7 @@ impl Fs {
         let data_dir = config.data_dir.clone();
         let shutdown = CancellationToken::new();
         let listeners = Listeners {
+            msg_servers_tls: None,
             client,
             msg_servers: msg,
             admin: Some(admin),

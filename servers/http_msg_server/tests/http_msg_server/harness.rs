@@ -64,6 +64,7 @@ impl Hm {
         let done = tokio::spawn(run(
             config,
             Listeners {
+                https: None,
                 http,
                 admin: Some(admin),
                 metrics: None,
@@ -180,6 +181,7 @@ impl Suite {
         let shared = proxy.shared().clone();
         tokio::spawn(proxy.serve(
             DbListeners {
+                main_tls: None,
                 main,
                 admin: None,
                 metrics: None,
@@ -192,6 +194,7 @@ impl Suite {
         tokio::spawn(route_server::run(
             route_server::Config::default(),
             route_server::Listeners {
+                msg_servers_tls: None,
                 msg_servers: rl,
                 admin: None,
                 metrics: None,
@@ -215,6 +218,7 @@ impl Suite {
         tokio::spawn(msg_server::run(
             ms_config,
             msg_server::Listeners {
+                tls: None,
                 client: cl,
                 admin: None,
                 metrics: None,

@@ -59,6 +59,8 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     let server = LoginServer::new(config).unwrap();
     let shutdown = CancellationToken::new();
     let listeners = Listeners {
+        msg_servers_tls: None,
+        https: None,
         http,
         msg_servers: msg,
         legacy_client: Some(legacy),

@@ -215,6 +215,8 @@ async fn the_metrics_port_reports_assignments_and_readiness() {
 async fn run_refuses_an_admin_listener_without_a_token_and_stops_cleanly() {
     let bind = || TcpListener::bind("127.0.0.1:0");
     let listeners = Listeners {
+        msg_servers_tls: None,
+        https: None,
         http: bind().await.unwrap(),
         msg_servers: bind().await.unwrap(),
         legacy_client: None,
@@ -228,6 +230,8 @@ async fn run_refuses_an_admin_listener_without_a_token_and_stops_cleanly() {
 
     // Without optional ports it serves and stops on cancel.
     let listeners = Listeners {
+        msg_servers_tls: None,
+        https: None,
         http: bind().await.unwrap(),
         msg_servers: bind().await.unwrap(),
         legacy_client: None,

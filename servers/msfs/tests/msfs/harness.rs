@@ -40,6 +40,7 @@ impl Msfs {
         let done = tokio::spawn(run(
             config,
             Listeners {
+                https: None,
                 http,
                 admin: Some(admin),
                 metrics: None,

@@ -14,7 +14,7 @@ use im_common::CancellationToken;
 use im_common::backoff::BackoffConfig;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
 use im_proto::attach::RequestTag;
-use im_proto::client::{ClientError, ImClient};
+use im_proto::client::{ClientError, ClientTls, ImClient};
 use im_proto::message::ImMsgData;
 use im_proto::{Pdu, cid};
 use thiserror::Error;
@@ -152,6 +152,8 @@ pub struct DbPoolOptions {
     pub attempts: u32,
     /// Reconnect backoff.
     pub backoff: BackoffConfig,
+    /// TLS for `tls://` addresses (`[tls_client]`).
+    pub tls: Option<ClientTls>,
 }
 
 impl DbPool {
@@ -167,6 +169,7 @@ impl DbPool {
                 let mut uo = UpstreamOptions::new("db_proxy_server", vec![addr.clone()]);
                 uo.backoff = opts.backoff;
                 uo.request_timeout = opts.timeout;
+                uo.tls = opts.tls.clone();
                 let handler = Arc::new(DbHandler {
                     addr: addr.clone(),
                     stopped: stopped.clone(),

@@ -15,7 +15,7 @@ use im_common::metrics::Registry;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
 use im_proto::Pdu;
 use im_proto::base::IpAddr;
-use im_proto::client::{ClientError, ImClient};
+use im_proto::client::{ClientError, ClientTls, ImClient};
 use im_proto::server::ImFileServerIpReq;
 
 /// One file_server link and the addresses it gave.
@@ -67,6 +67,7 @@ impl FileLinks {
     pub fn spawn(
         addrs: &[String],
         backoff: BackoffConfig,
+        tls: &Option<ClientTls>,
         timeout: Duration,
         registry: &Registry,
         shutdown: &CancellationToken,
@@ -76,6 +77,7 @@ impl FileLinks {
             .map(|addr| {
                 let mut o = UpstreamOptions::new("file_server", vec![addr.clone()]);
                 o.backoff = backoff;
+                o.tls = tls.clone();
                 o.request_timeout = timeout;
                 let shared = Arc::new(Mutex::new(Vec::new()));
                 let h = Arc::new(FileHandler {

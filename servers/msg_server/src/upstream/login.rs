@@ -8,7 +8,8 @@ use im_common::CancellationToken;
 use im_common::backoff::BackoffConfig;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
 use im_proto::Pdu;
-use im_proto::client::{ClientError, ImClient};
+use im_proto::admin::ImAdminMsgServTlsInfo;
+use im_proto::client::{ClientError, ClientTls, ImClient};
 
 use crate::server::Server;
 use crate::upstream::push_now;
@@ -43,6 +44,16 @@ impl UpstreamHandler for LoginHandler {
         if !push_now(link, Pdu::from_msg(&info, 0).to_frame()) {
             return Err(ClientError::Closed);
         }
+        // Our extension, only with a TLS port: stock setups see exactly the original traffic,
+        // and an original login_server ignores the unknown command.
+        if let Some(port) = s.cfg.tls_port {
+            let tls = ImAdminMsgServTlsInfo {
+                tls_port: Some(u32::from(port)),
+            };
+            if !push_now(link, Pdu::from_msg(&tls, 0).to_frame()) {
+                return Err(ClientError::Closed);
+            }
+        }
         s.logins.set_live(self.idx, Some(link.clone()));
         tracing::info!(
             link = self.idx,
@@ -69,6 +80,7 @@ impl LoginLinks {
     pub fn spawn(
         addrs: &[String],
         backoff: BackoffConfig,
+        tls: &Option<ClientTls>,
         server: &Weak<Server>,
         shutdown: &CancellationToken,
     ) -> Self {
@@ -78,6 +90,7 @@ impl LoginLinks {
             .map(|(idx, addr)| {
                 let mut o = UpstreamOptions::new("login_server", vec![addr.clone()]);
                 o.backoff = backoff;
+                o.tls = tls.clone();
                 let h = Arc::new(LoginHandler {
                     idx,
                     server: server.clone(),

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use im_common::CancellationToken;
 use im_common::backoff::BackoffConfig;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
-use im_proto::client::ImClient;
+use im_proto::client::{ClientTls, ImClient};
 use im_proto::server::ImPushToUserRsp;
 use im_proto::{Pdu, cid};
 
@@ -45,12 +45,18 @@ impl UpstreamHandler for PushHandler {
 
 impl PushLinks {
     /// Opens a link to each address (none: push disabled).
-    pub fn spawn(addrs: &[String], backoff: BackoffConfig, shutdown: &CancellationToken) -> Self {
+    pub fn spawn(
+        addrs: &[String],
+        backoff: BackoffConfig,
+        tls: &Option<ClientTls>,
+        shutdown: &CancellationToken,
+    ) -> Self {
         let links = addrs
             .iter()
             .map(|addr| {
                 let mut o = UpstreamOptions::new("push_server", vec![addr.clone()]);
                 o.backoff = backoff;
+                o.tls = tls.clone();
                 Upstream::spawn(o, Arc::new(PushHandler), shutdown.clone())
             })
             .collect();

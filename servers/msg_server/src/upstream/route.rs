@@ -21,7 +21,7 @@ use im_common::CancellationToken;
 use im_common::backoff::BackoffConfig;
 use im_common::upstream::{LinkStatus, Upstream, UpstreamHandler, UpstreamOptions};
 use im_proto::Pdu;
-use im_proto::client::{ClientError, ImClient};
+use im_proto::client::{ClientError, ClientTls, ImClient};
 use im_proto::server::{ImOnlineUserInfo, ImRoleSet};
 
 use crate::metrics::Metrics;
@@ -121,6 +121,7 @@ impl RouteLinks {
         addrs: &[String],
         keep: Duration,
         backoff: BackoffConfig,
+        tls: &Option<ClientTls>,
         timeout: Duration,
         metrics: Metrics,
         server: &Weak<Server>,
@@ -132,6 +133,7 @@ impl RouteLinks {
             .map(|(idx, addr)| {
                 let mut o = UpstreamOptions::new("route_server", vec![addr.clone()]);
                 o.backoff = backoff;
+                o.tls = tls.clone();
                 o.request_timeout = timeout;
                 let h = Arc::new(RouteHandler {
                     idx,

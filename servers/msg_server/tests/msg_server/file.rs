@@ -53,6 +53,7 @@ async fn file_server(db: &RealDb) -> Fs {
         ..file_server::Config::default()
     };
     let listeners = file_server::Listeners {
+        msg_servers_tls: None,
         client,
         msg_servers: msg,
         admin: None,

@@ -63,6 +63,7 @@ impl Ms {
         config.admin.listen = admin_addr.clone();
         config.admin.token = TOKEN.to_owned();
         let listeners = Listeners {
+            tls: None,
             client,
             admin: Some(admin),
             metrics: None,
@@ -353,6 +354,7 @@ impl Route {
             ..route_server::Config::default()
         };
         let listeners = route_server::Listeners {
+            msg_servers_tls: None,
             msg_servers: listener,
             admin: None,
             metrics: None,

@@ -186,6 +186,8 @@ async fn registers_with_login_server_and_reports_load_and_drain() {
     let ls = tokio::spawn(login_server::run(
         lcfg,
         login_server::Listeners {
+            msg_servers_tls: None,
+            https: None,
             http,
             msg_servers: msl,
             legacy_client: None,

@@ -66,6 +66,7 @@ pub async fn real_db() -> RealDb {
     let shutdown = CancellationToken::new();
     tokio::spawn(proxy.serve(
         DbListeners {
+            main_tls: None,
             main,
             admin: None,
             metrics: None,

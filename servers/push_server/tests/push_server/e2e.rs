@@ -66,6 +66,7 @@ async fn start_db(dir: &std::path::Path, stop: &mut Stop) -> (String, Arc<Shared
     let shared = proxy.shared().clone();
     tokio::spawn(proxy.serve(
         DbListeners {
+            main_tls: None,
             main,
             admin: None,
             metrics: None,
@@ -102,6 +103,7 @@ async fn start_route(stop: &mut Stop) -> String {
     tokio::spawn(route_server::run(
         config,
         route_server::Listeners {
+            msg_servers_tls: None,
             msg_servers: listener,
             admin: None,
             metrics: None,
@@ -138,6 +140,7 @@ async fn start_ms(db: &str, route: &str, push: &str, stop: &mut Stop) -> (String
     tokio::spawn(msg_server::run(
         config,
         msg_server::Listeners {
+            tls: None,
             client,
             admin: Some(admin),
             metrics: None,

@@ -103,6 +103,7 @@ impl Ps {
         let done = tokio::spawn(run(
             config,
             Listeners {
+                msg_servers_tls: None,
                 msg_servers: main,
                 admin: Some(admin),
                 metrics: None,

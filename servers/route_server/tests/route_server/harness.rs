@@ -52,6 +52,7 @@ impl Server {
         config.admin.token = TOKEN.to_owned();
         config.http.listen = http_addr.clone();
         let listeners = Listeners {
+            msg_servers_tls: None,
             msg_servers: ms,
             admin: Some(admin),
             metrics: Some(http),
