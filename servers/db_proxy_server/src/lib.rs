@@ -66,10 +66,10 @@ pub struct Cli {
 pub struct Listeners {
     /// msg_server and http_msg_server links (`listen`).
     pub main: TcpListener,
-    /// Admin PDUs for imctl (`admin.listen`); `None` disables it.
-    pub admin: Option<TcpListener>,
     /// The same over TLS (`tls_listen`); `None` disables it.
     pub main_tls: Option<TcpListener>,
+    /// Admin PDUs for imctl (`admin.listen`); `None` disables it.
+    pub admin: Option<TcpListener>,
     /// Prometheus `/metrics`, `/healthz`, `/readyz` (`http.listen`); `None` disables it.
     pub metrics: Option<TcpListener>,
 }
@@ -91,9 +91,9 @@ impl Listeners {
         }
         Ok(Listeners {
             main: bind("listen", &config.listen).await?,
+            main_tls: optional("tls_listen", &config.tls_listen).await?,
             admin: optional("admin.listen", &config.admin.listen).await?,
             metrics: optional("http.listen", &config.http.listen).await?,
-            main_tls: optional("tls_listen", &config.tls_listen).await?,
         })
     }
 }
@@ -202,9 +202,9 @@ impl<S: Backend> DbProxy<S> {
             );
         }
         let listen_addr = listeners.main.local_addr()?.to_string();
+        let tls = tls_listener(&config.tls, listeners.main_tls, "tls_listen")?;
         let health = Health::new();
         // Links and side ports stop only after the drain; background work at its start.
-        let tls = tls_listener(&config.tls, listeners.main_tls, "tls_listen")?;
         let stop_links = CancellationToken::new();
         let stop_background = CancellationToken::new();
         let drivers = TaskTracker::new();
@@ -213,9 +213,9 @@ impl<S: Backend> DbProxy<S> {
             let (sh, drivers) = (sh.clone(), drivers.clone());
             serve_plain_and_tls(
                 listeners.main,
+                tls,
                 ServeOptions::server("msg_server"),
                 sh.links.clone(),
-                tls,
                 stop_links.clone(),
                 move |conn| server::Link::start(sh.clone(), conn, &drivers),
             )

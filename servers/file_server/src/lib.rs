@@ -58,10 +58,10 @@ pub struct Listeners {
     pub client: TcpListener,
     /// msg_server links (`msg_server_listen`).
     pub msg_servers: TcpListener,
-    /// Admin port (`admin.listen`), if enabled.
-    pub admin: Option<TcpListener>,
     /// The same over TLS (`msg_server_tls_listen`), if enabled.
     pub msg_servers_tls: Option<TcpListener>,
+    /// Admin port (`admin.listen`), if enabled.
+    pub admin: Option<TcpListener>,
     /// `/metrics`, `/healthz`, `/readyz` (`http.listen`), if enabled.
     pub metrics: Option<TcpListener>,
 }
@@ -83,10 +83,10 @@ impl Listeners {
         Ok(Listeners {
             client: bind(&config.client_listen, "client_listen").await?,
             msg_servers: bind(&config.msg_server_listen, "msg_server_listen").await?,
-            admin: bind_opt(&config.admin.listen, "admin.listen").await?,
-            metrics: bind_opt(&config.http.listen, "http.listen").await?,
             msg_servers_tls: bind_opt(&config.msg_server_tls_listen, "msg_server_tls_listen")
                 .await?,
+            admin: bind_opt(&config.admin.listen, "admin.listen").await?,
+            metrics: bind_opt(&config.http.listen, "http.listen").await?,
         })
     }
 }
@@ -100,14 +100,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let client_addr = listeners.client.local_addr()?;
-    let store = OfflineStore::new(config.data_dir.clone());
-    {
     let msg_tls = tls_listener(
         &config.tls,
         listeners.msg_servers_tls,
         "msg_server_tls_listen",
     )?;
     let client_tls = config.client_tls()?;
+    let store = OfflineStore::new(config.data_dir.clone());
+    {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.create_root())
             .await?
@@ -185,9 +185,9 @@ pub async fn run(
         let shared = shared.clone();
         tokio::spawn(serve_plain_and_tls(
             listeners.msg_servers,
+            msg_tls,
             msg_opts,
             shared.msg_links.clone(),
-            msg_tls,
             shutdown.clone(),
             move |_| MsgLinkHandler::new(shared.clone()),
         ))

@@ -53,12 +53,12 @@ pub struct Listeners {
     pub http: TcpListener,
     /// msg_server registration and load reports.
     pub msg_servers: TcpListener,
-    /// Legacy IMMsgServReq; `None` disables it.
-    pub legacy_client: Option<TcpListener>,
     /// `GET /msg_server` over HTTPS (`https_listen`); `None` disables it.
     pub https: Option<TcpListener>,
     /// msg_server links over TLS (`msg_server_tls_listen`); `None` disables it.
     pub msg_servers_tls: Option<TcpListener>,
+    /// Legacy IMMsgServReq; `None` disables it.
+    pub legacy_client: Option<TcpListener>,
     /// Admin PDUs for imctl; `None` disables it.
     pub admin: Option<TcpListener>,
     /// Prometheus `/metrics`, `/healthz`, `/readyz`; `None` disables it.
@@ -83,11 +83,11 @@ impl Listeners {
         Ok(Listeners {
             http: bind("http_listen", &config.http_listen).await?,
             msg_servers: bind("msg_server_listen", &config.msg_server_listen).await?,
-            legacy_client: optional("legacy_client_listen", &config.legacy_client_listen).await?,
-            admin: optional("admin.listen", &config.admin.listen).await?,
             https: optional("https_listen", &config.https_listen).await?,
             msg_servers_tls: optional("msg_server_tls_listen", &config.msg_server_tls_listen)
                 .await?,
+            legacy_client: optional("legacy_client_listen", &config.legacy_client_listen).await?,
+            admin: optional("admin.listen", &config.admin.listen).await?,
             metrics: optional("http.listen", &config.http.listen).await?,
         })
     }
@@ -144,9 +144,9 @@ impl LoginServer {
             let shared = shared.clone();
             serve_plain_and_tls(
                 listeners.msg_servers,
+                msg_servers_tls,
                 ServeOptions::server("msg_server"),
                 shared.msg_server_links.clone(),
-                msg_servers_tls,
                 shutdown.clone(),
                 move |_| msg_servers::MsgServerLink {
                     shared: shared.clone(),

@@ -100,6 +100,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[backoff]`: reconnect delays of the upstream links (Decisions 3).
     pub backoff: BackoffConfig,
+    /// `[tls]`: certificate and key of the TLS client port (`tls_listen`).
+    pub tls: TlsConfig,
+    /// `[tls_client]`: what to trust when an upstream address (db_proxy, route_servers,
+    /// login_servers, push_servers, file_servers) is written `tls://host:port`, and the
+    /// client certificate for peers that require one.
+    pub tls_client: TlsClientConfig,
 }
 
 impl Default for Config {
@@ -107,6 +113,7 @@ impl Default for Config {
         Config {
             name: String::new(),
             listen: "0.0.0.0:8000".to_owned(),
+            tls_listen: String::new(),
             ip1: "127.0.0.1".to_owned(),
             ip2: String::new(),
             max_connections: 100_000,
@@ -117,12 +124,6 @@ impl Default for Config {
             login_servers: vec!["127.0.0.1:8100".to_owned()],
             push_servers: Vec::new(),
             file_servers: Vec::new(),
-    /// `[tls]`: certificate and key of the TLS client port (`tls_listen`).
-    pub tls: TlsConfig,
-    /// `[tls_client]`: what to trust when an upstream address (db_proxy, route_servers,
-    /// login_servers, push_servers, file_servers) is written `tls://host:port`, and the
-    /// client certificate for peers that require one.
-    pub tls_client: TlsClientConfig,
             msg_rate_limit_per_sec: 100,
             login_timeout_secs: 15.0,
             idle_pc_secs: 120.0,
@@ -130,7 +131,6 @@ impl Default for Config {
             login_failures_per_addr: 20,
             login_failure_window_secs: 60.0,
             route_resend_window_secs: 10.0,
-            tls_listen: String::new(),
             request_timeout_ms: 5_000,
             store_attempts: 3,
             push_locate_timeout_ms: 1_000,
@@ -140,6 +140,8 @@ impl Default for Config {
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
             backoff: BackoffConfig::default(),
+            tls: TlsConfig::default(),
+            tls_client: TlsClientConfig::default(),
         }
     }
 }
@@ -164,8 +166,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::value(
-            tls: TlsConfig::default(),
-            tls_client: TlsClientConfig::default(),
                 "listen",
                 format!(
                     "must be an ip:port address such as 0.0.0.0:8000 (got {:?})",
@@ -237,7 +237,29 @@ impl Config {
             0.0,
         )?;
         secs("shutdown_grace_secs", self.shutdown_grace_secs, 0.0)?;
+        check_listen_addr("tls_listen", &self.tls_listen)?;
+        if !self.tls_listen.is_empty() {
+            self.tls.listen("tls", "tls_listen")?;
+        }
+        self.client_tls()?;
         self.admin.validate()
+    }
+
+    /// The TLS setting of the upstream links, when any address is `tls://host:port`.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>, ConfigError> {
+        let lists = [
+            ("db_proxy", &self.db_proxy),
+            ("route_servers", &self.route_servers),
+            ("login_servers", &self.login_servers),
+            ("push_servers", &self.push_servers),
+            ("file_servers", &self.file_servers),
+        ];
+        self.tls_client.client_for(
+            "tls_client",
+            lists
+                .into_iter()
+                .flat_map(|(k, v)| v.iter().map(move |a| (k, a.as_str()))),
+        )
     }
 
     /// `ip2`, or `ip1` when unset (as the original).
@@ -297,31 +319,9 @@ mod tests {
     #[test]
     fn defaults_validate_and_bad_values_name_the_key() {
         let cfg: Config = im_common::config::load_from(None, "IM_MSG_SERVER_", &[]).unwrap();
-        check_listen_addr("tls_listen", &self.tls_listen)?;
-        if !self.tls_listen.is_empty() {
-            self.tls.listen("tls", "tls_listen")?;
-        }
-        self.client_tls()?;
         assert_eq!(cfg, Config::default());
         cfg.validate().unwrap();
         assert_eq!(cfg.ip2_or_ip1(), "127.0.0.1");
-    /// The TLS setting of the upstream links, when any address is `tls://host:port`.
-    pub fn client_tls(&self) -> Result<Option<ClientTls>, ConfigError> {
-        let lists = [
-            ("db_proxy", &self.db_proxy),
-            ("route_servers", &self.route_servers),
-            ("login_servers", &self.login_servers),
-            ("push_servers", &self.push_servers),
-            ("file_servers", &self.file_servers),
-        ];
-        self.tls_client.client_for(
-            "tls_client",
-            lists
-                .into_iter()
-                .flat_map(|(k, v)| v.iter().map(move |a| (k, a.as_str()))),
-        )
-    }
-
         let bad = |c: Config, key: &str| {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");

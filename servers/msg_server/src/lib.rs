@@ -163,8 +163,8 @@ pub async fn run(
         // One connection limit for both ports (max_connections is what login_server sees).
         tokio::spawn(serve_plain_and_tls(
             listeners.client,
-            opts,
             tls,
+            opts,
             server.registry.clone(),
             serve_stop.clone(),
             move |conn| ClientHandler::new(server.clone(), conn),

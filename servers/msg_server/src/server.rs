@@ -124,21 +124,6 @@ impl Server {
         metrics: Metrics,
         links_shutdown: &CancellationToken,
     ) -> anyhow::Result<Arc<Server>> {
-        let cipher = MessageCipher::new(config.aes_key.as_bytes())?;
-        let timeout = Duration::from_millis(config.request_timeout_ms);
-        let window = Config::dur(config.route_resend_window_secs);
-        let cfg = Settings {
-            name: config.display_name(),
-            listen,
-            ip1: config.ip1.clone(),
-            ip2: config.ip2_or_ip1().to_owned(),
-            max_connections: config.max_connections,
-            msg_rate: config.msg_rate_limit_per_sec,
-            login_timeout: Config::dur(config.login_timeout_secs),
-            idle_pc: Config::dur(config.idle_pc_secs),
-            idle_mobile: Config::dur(config.idle_mobile_secs),
-            push_locate_timeout: Duration::from_millis(config.push_locate_timeout_ms),
-            request_timeout: timeout,
         Self::start_with_tls(config, listen, None, metrics, links_shutdown)
     }
 
@@ -151,17 +136,33 @@ impl Server {
         links_shutdown: &CancellationToken,
     ) -> anyhow::Result<Arc<Server>> {
         let tls = config.client_tls()?;
+        let cipher = MessageCipher::new(config.aes_key.as_bytes())?;
+        let timeout = Duration::from_millis(config.request_timeout_ms);
+        let window = Config::dur(config.route_resend_window_secs);
+        let cfg = Settings {
+            name: config.display_name(),
+            listen,
+            tls_port,
+            ip1: config.ip1.clone(),
+            ip2: config.ip2_or_ip1().to_owned(),
+            max_connections: config.max_connections,
+            msg_rate: config.msg_rate_limit_per_sec,
+            login_timeout: Config::dur(config.login_timeout_secs),
+            idle_pc: Config::dur(config.idle_pc_secs),
+            idle_mobile: Config::dur(config.idle_mobile_secs),
+            push_locate_timeout: Duration::from_millis(config.push_locate_timeout_ms),
+            request_timeout: timeout,
             drain_close_per_sec: config.drain_close_per_sec,
             shutdown_grace: Config::dur(config.shutdown_grace_secs),
         };
         let db = DbPool::spawn(
             DbPoolOptions {
                 addrs: config.db_proxy.clone(),
-            tls_port,
                 per_server: config.db_connections_per_server,
                 timeout,
                 attempts: config.store_attempts,
                 backoff: config.backoff,
+                tls: tls.clone(),
             },
             metrics.clone(),
             links_shutdown.clone(),
@@ -170,6 +171,7 @@ impl Server {
         let files = FileLinks::spawn(
             &config.file_servers,
             config.backoff,
+            &tls,
             timeout,
             &metrics.registry,
             links_shutdown,
@@ -179,11 +181,11 @@ impl Server {
                 &config.route_servers,
                 window,
                 config.backoff,
+                &tls,
                 timeout,
                 metrics.clone(),
                 weak,
                 links_shutdown,
-                tls: tls.clone(),
             ),
             logins: LoginLinks::spawn(
                 &config.login_servers,
@@ -198,7 +200,6 @@ impl Server {
             // find the first copy remembered.
             recent: RecentMsgs::new(window * 2 + Duration::from_secs(5)),
             throttle: LoginThrottle::new(
-            &tls,
                 config.login_failures_per_addr,
                 Config::dur(config.login_failure_window_secs),
             ),
@@ -208,7 +209,6 @@ impl Server {
             files,
             cipher,
             registry: ConnRegistry::new(),
-                &tls,
             inflight: TaskTracker::new(),
             stopping: AtomicBool::new(false),
             drain: crate::admin::Drain::default(),

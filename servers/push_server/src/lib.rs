@@ -51,10 +51,10 @@ use crate::tokens::DeadTokens;
 pub struct Listeners {
     /// msg_server links (`listen`).
     pub msg_servers: TcpListener,
-    /// Admin port (`admin.listen`), if enabled.
-    pub admin: Option<TcpListener>,
     /// The same over TLS (`tls_listen`), if enabled.
     pub msg_servers_tls: Option<TcpListener>,
+    /// Admin port (`admin.listen`), if enabled.
+    pub admin: Option<TcpListener>,
     /// `/metrics`, `/healthz`, `/readyz` (`http.listen`), if enabled.
     pub metrics: Option<TcpListener>,
 }
@@ -76,9 +76,9 @@ impl Listeners {
             .with_context(|| format!("binding listen = {:?}", config.listen))?;
         Ok(Listeners {
             msg_servers,
+            msg_servers_tls: bind_opt(&config.tls_listen, "tls_listen").await?,
             admin: bind_opt(&config.admin.listen, "admin.listen").await?,
             metrics: bind_opt(&config.http.listen, "http.listen").await?,
-            msg_servers_tls: bind_opt(&config.tls_listen, "tls_listen").await?,
         })
     }
 }
@@ -92,10 +92,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let listen = listeners.msg_servers.local_addr()?;
-    let providers = Arc::new(
-        Providers::new(&config)
     let tls = tls_listener(&config.tls, listeners.msg_servers_tls, "tls_listen")?;
     let client_tls = config.client_tls()?;
+    let providers = Arc::new(
+        Providers::new(&config)
             .await
             .context("setting up the push providers")?,
     );
@@ -121,9 +121,9 @@ pub async fn run(
     let dead = DeadTokens::start_with_tls(
         &config.db_proxy,
         config.backoff,
+        &client_tls,
         metrics.clone(),
         &stop,
-        &client_tls,
         &background,
     );
     let queue = queue::start(
@@ -181,9 +181,9 @@ pub async fn run(
     let handler_intake = intake.clone();
     serve_plain_and_tls(
         listeners.msg_servers,
+        tls,
         opts,
         links,
-        tls,
         shutdown.clone(),
         move |_conn| PushLink::new(handler_intake.clone()),
     )

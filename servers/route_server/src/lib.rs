@@ -49,10 +49,10 @@ use crate::state::RouteState;
 pub struct Listeners {
     /// msg_server and http_msg_server links (`listen`).
     pub msg_servers: TcpListener,
-    /// Admin port (`admin.listen`), if enabled.
-    pub admin: Option<TcpListener>,
     /// The same over TLS (`tls_listen`), if enabled.
     pub msg_servers_tls: Option<TcpListener>,
+    /// Admin port (`admin.listen`), if enabled.
+    pub admin: Option<TcpListener>,
     /// `/metrics`, `/healthz`, `/readyz` (`http.listen`), if enabled.
     pub metrics: Option<TcpListener>,
 }
@@ -74,9 +74,9 @@ impl Listeners {
             .with_context(|| format!("binding listen = {:?}", config.listen))?;
         Ok(Listeners {
             msg_servers,
+            msg_servers_tls: bind_opt(&config.tls_listen, "tls_listen").await?,
             admin: bind_opt(&config.admin.listen, "admin.listen").await?,
             metrics: bind_opt(&config.http.listen, "http.listen").await?,
-            msg_servers_tls: bind_opt(&config.tls_listen, "tls_listen").await?,
         })
     }
 }
@@ -89,9 +89,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let listen = listeners.msg_servers.local_addr()?;
+    let tls = tls_listener(&config.tls, listeners.msg_servers_tls, "tls_listen")?;
     let registry = Registry::new("im_route_server");
     let state = Arc::new(RouteState::new(
-    let tls = tls_listener(&config.tls, listeners.msg_servers_tls, "tls_listen")?;
         config.display_name(listen),
         listen,
         config.offline_grace(),
@@ -136,9 +136,9 @@ pub async fn run(
     let handler_state = state.clone();
     serve_plain_and_tls(
         listeners.msg_servers,
+        tls,
         opts,
         conns,
-        tls,
         shutdown.clone(),
         move |conn| LinkHandler::new(handler_state.clone(), conn),
     )
