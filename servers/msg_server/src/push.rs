@@ -3,11 +3,12 @@
 //! Only the msg_server where a message was sent does the push round, once per message (the
 //! original did one round per msg_server that saw a group message, WEAKNESSES 37). Targets
 //! are the receivers (group: members but the sender) without a mobile connection anywhere:
-//! local connections are checked first; for those with a push token, route_server is asked
-//! once for all of them where they are online (our IMAdminLocateUserReq, instead of one round
-//! trip per user, WEAKNESSES 54). An original route_server never answers; after a short wait
-//! everyone without a local mobile connection counts as offline. The result is one
-//! IMPushToUserReq for the message.
+//! local connections are checked first, then route_server is asked once for all the others
+//! where they are online (our IMAdminLocateUserReq, instead of one round trip per user,
+//! WEAKNESSES 54), and only those online on no phone are looked up in db_proxy (group shield,
+//! device tokens). An original route_server never answers; after a short wait everyone
+//! without a local mobile connection counts as offline. The result is one IMPushToUserReq
+//! for the message.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -105,6 +106,16 @@ async fn round(s: Arc<Server>, msg: ImMsgData, members: Option<Arc<Members>>) {
     if targets.is_empty() {
         return;
     }
+    // Where the receivers are online is asked first: route_server answers from memory,
+    // while the shield and token lookups cost db_proxy a read each (with the unread total
+    // for push_count). Most messages go to someone online on a phone, and then no lookup is
+    // needed at all (profiled: one token request per message was a third of db_proxy's
+    // request load under a 1:1 benchmark).
+    let (mobile_online, pc_online) = locate(&s, &targets).await;
+    targets.retain(|u| !mobile_online.contains(u));
+    if targets.is_empty() {
+        return;
+    }
     if group && !drop_muted(&s, msg.to_session_id, &mut targets).await {
         return;
     }
@@ -117,12 +128,6 @@ async fn round(s: Arc<Server>, msg: ImMsgData, members: Option<Arc<Members>>) {
         .into_iter()
         .filter(|t| t.user_id != from && wanted.contains(&t.user_id) && !t.token.is_empty())
         .collect();
-    if tokens.is_empty() {
-        return;
-    }
-    let users: Vec<u32> = tokens.iter().map(|t| t.user_id).collect();
-    let (mobile_online, pc_online) = locate(&s, &users).await;
-    tokens.retain(|t| !mobile_online.contains(&t.user_id));
     if tokens.is_empty() {
         return;
     }
