@@ -183,6 +183,34 @@ impl<S: AdminService> AdminConn<S> {
     }
 }
 
+/// The admin port's connection handler and listener options, as [`serve_admin`] runs them
+/// (for the admin fuzz target, `crate::fuzzing::check_admin`).
+#[doc(hidden)]
+pub fn admin_handler<S: AdminService>(
+    token: String,
+    service: Arc<S>,
+) -> (impl Handler + use<S>, ServeOptions) {
+    let state = Arc::new(AdminState {
+        token,
+        service,
+        started: Instant::now(),
+    });
+    (
+        AdminConn {
+            state,
+            authed: false,
+        },
+        admin_options(),
+    )
+}
+
+fn admin_options() -> ServeOptions {
+    let mut opts = ServeOptions::server("admin");
+    opts.max_connections = 64;
+    opts.echo_heartbeat = true;
+    opts
+}
+
 /// Serves the admin port until `shutdown`.
 pub async fn serve_admin<S: AdminService>(
     listener: TcpListener,
@@ -195,9 +223,7 @@ pub async fn serve_admin<S: AdminService>(
         service,
         started: Instant::now(),
     });
-    let mut opts = ServeOptions::server("admin");
-    opts.max_connections = 64;
-    opts.echo_heartbeat = true;
+    let opts = admin_options();
     serve(listener, opts, ConnRegistry::new(), shutdown, move |_| {
         AdminConn {
             state: state.clone(),

@@ -16,6 +16,8 @@ pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod convert;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 pub mod localtime;
 pub mod metrics;

@@ -22,6 +22,8 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod disk;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod msg_link;
 pub mod state;

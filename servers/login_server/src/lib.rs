@@ -12,6 +12,8 @@
 //! link is down is forgotten.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod json;
 pub mod request;

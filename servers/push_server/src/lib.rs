@@ -20,6 +20,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod link;
 pub mod metrics;
 pub mod payload;

@@ -19,6 +19,8 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grace;
 pub mod handlers;
 pub mod links;
