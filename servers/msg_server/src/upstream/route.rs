@@ -117,6 +117,8 @@ impl UpstreamHandler for RouteHandler {
 
 impl RouteLinks {
     /// Opens a link to each address.
+    // Each argument is one independent setting, passed once from Server::start.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         addrs: &[String],
         keep: Duration,
