@@ -127,6 +127,7 @@ async fn accept_loop<F, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    crate::net::widen_backlog(&listener);
     let limit = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let tasks = TaskTracker::new();
     let mut builder = hyper::server::conn::http1::Builder::new();

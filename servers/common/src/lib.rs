@@ -25,6 +25,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod http1;
 pub mod metrics;
+pub mod net;
 pub mod process;
 pub mod serve;
 pub mod shutdown;

@@ -245,6 +245,7 @@ async fn accept_loop<H, F>(
     let tasks = TaskTracker::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let (secured_tx, mut secured_rx) = mpsc::channel::<Secured>(SECURED_QUEUE);
+    crate::net::widen_backlog(&listener);
     let local = listener.local_addr().ok();
     tracing::info!(listener = opts.name, addr = ?local, tls = tls.is_some(), "listening");
     let listening = Listening {

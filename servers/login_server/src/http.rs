@@ -202,6 +202,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) {
     let name = if tls.is_some() { "https" } else { "http" };
+    im_common::net::widen_backlog(&listener);
     let tasks = TaskTracker::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
     tracing::info!(listener = name, addr = ?listener.local_addr().ok(), "listening");
