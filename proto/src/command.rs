@@ -360,8 +360,8 @@ mod tests {
     #[test]
     fn table_is_complete_and_unique() {
         let names = proto_names();
-        // 95 TeamTalk commands + 44 admin commands.
-        assert_eq!(names.len(), 95 + 44);
+        // 95 TeamTalk commands + 45 admin commands.
+        assert_eq!(names.len(), 95 + 45);
         let mut ids: Vec<u16> = names.iter().map(|n| n.0).collect();
         ids.sort_unstable();
         ids.dedup();
