@@ -342,4 +342,50 @@ mod tests {
         let none = response(&Err(Refusal::NoMsgServer), "", "");
         assert_eq!(String::from_utf8_lossy(&got), none);
     }
+
+    #[test]
+    fn tls_port_only_when_asked_and_known() {
+        assert!(wants_tls(b"GET /msg_server?tls=1 HTTP/1.1\r\n\r\n"));
+        assert!(wants_tls(b"GET /msg_server?a=b&tls=1 HTTP/1.1\r\n\r\n"));
+        assert!(!wants_tls(b"GET /msg_server HTTP/1.1\r\n\r\n"));
+        assert!(!wants_tls(b"GET /msg_server?tls=10 HTTP/1.1\r\n\r\n"));
+        let a = Assignment {
+            ip1: "192.0.2.1".into(),
+            ip2: "192.0.2.2".into(),
+            port: 8000,
+            tls_port: Some(8443),
+        };
+        let plain = response(&Ok(a.clone()), "m", "d");
+        assert_eq!(response_with_tls(&Ok(a.clone()), "m", "d", false), plain);
+        assert!(!plain.contains("tlsPort"), "{plain}");
+        let tls = response_with_tls(&Ok(a.clone()), "m", "d", true);
+        assert!(tls.contains("\"tlsPort\" : \"8443\""), "{tls}");
+        // The original fields are unchanged around the extra one.
+        let without = Assignment { tls_port: None, ..a };
+        assert_eq!(response_with_tls(&Ok(without), "m", "d", true), plain);
+    }
+
+    #[test]
+    fn tls_requests_prefer_msg_servers_with_a_tls_port() {
+        use im_proto::server::ImMsgServInfo;
+        let table = crate::table::MsgServerTable::new(std::time::Duration::ZERO);
+        let now = std::time::Instant::now();
+        let info = |port: u32, cur: u32| ImMsgServInfo {
+            ip1: "192.0.2.1".into(),
+            ip2: "192.0.2.1".into(),
+            port,
+            max_conn_cnt: 100,
+            cur_conn_cnt: cur,
+            host_name: format!("m{port}"),
+        };
+        table.register(1, info(8000, 0), now);
+        table.register(2, info(8001, 50), now);
+        assert!(!table.set_tls_port(3, 8443), "unknown link");
+        assert!(!table.set_tls_port(2, 0), "port 0");
+        assert!(table.set_tls_port(2, 8443));
+        let plain = table.assign_for(now, false).unwrap();
+        assert_eq!((plain.port, plain.tls_port), (8000, None));
+        let tls = table.assign_for(now, true).unwrap();
+        assert_eq!((tls.port, tls.tls_port), (8001, Some(8443)));
+    }
 }
