@@ -58,9 +58,12 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[http]`: Prometheus `/metrics`, `/healthz`, `/readyz`.
     pub http: HttpConfig,
-    /// A second port for msg_server, http_msg_server, file_server and push_server links over TLS, beside `listen`, for peers that dial `tls://host:port`. Empty = none (e.g. `0.0.0.0:10601`; needs `[tls]`).
+    /// A second port for msg_server, http_msg_server, file_server and push_server links over TLS,
+    /// beside `listen`, for peers that dial `tls://host:port`. Empty = none (e.g. `0.0.0.0:10610`;
+    /// needs `[tls]`).
     pub tls_listen: String,
-    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a
+    /// certificate (mutual TLS).
     pub tls: TlsConfig,
 }
 

@@ -65,11 +65,14 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[backoff]`: reconnect delays of the db_proxy link (Decisions 3).
     pub backoff: BackoffConfig,
-    /// A second msg_server port over TLS, beside `msg_server_listen`, for msg_servers that dial `tls://host:port`. Empty = none (needs `[tls]`).
+    /// A second msg_server port over TLS, beside `msg_server_listen`, for msg_servers that dial
+    /// `tls://host:port`. Empty = none (needs `[tls]`).
     pub msg_server_tls_listen: String,
-    /// `[tls]`: certificate and key of `msg_server_tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    /// `[tls]`: certificate and key of `msg_server_tls_listen`; `client_ca_file` makes the peers
+    /// present a certificate (mutual TLS).
     pub tls: TlsConfig,
-    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the client certificate for peers that require one.
+    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the
+    /// client certificate for peers that require one.
     pub tls_client: TlsClientConfig,
 }
 

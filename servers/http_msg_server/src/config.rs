@@ -60,11 +60,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[backoff]`: reconnect delays of the db_proxy and route_server links (Decisions 3).
     pub backoff: BackoffConfig,
-    /// The same API over HTTPS, beside `listen`. Empty = none (e.g. `0.0.0.0:8443`; needs `[tls]`).
+    /// The same API over HTTPS, beside `listen`. Empty = none (e.g. `0.0.0.0:8445`; needs `[tls]`).
     pub https_listen: String,
     /// `[tls]`: certificate and key of `https_listen`.
     pub tls: TlsConfig,
-    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the client certificate for peers that require one.
+    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the
+    /// client certificate for peers that require one.
     pub tls_client: TlsClientConfig,
 }
 

@@ -28,7 +28,7 @@ pub struct Config {
     /// `ClientListenIP:ClientPort`, 8008). Empty disables it: stock clients use HTTP.
     pub legacy_client_listen: String,
     /// The same `GET /msg_server` over HTTPS, beside `http_listen` (stock clients use plain
-    /// HTTP). Empty = none (e.g. `0.0.0.0:8443`; needs `[tls]`).
+    /// HTTP). Empty = none (e.g. `0.0.0.0:8444`; needs `[tls]`).
     pub https_listen: String,
     /// A second msg_server port over TLS, beside `msg_server_listen`, for msg_servers that
     /// dial `tls://host:port`. Empty = none (needs `[tls]`; `tls.client_ca_file` makes

@@ -57,7 +57,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[http]`: Prometheus `/metrics`, `/healthz`, `/readyz`.
     pub http: HttpConfig,
-    /// The same service over HTTPS, beside `listen` (stock clients use plain HTTP). Empty = none (e.g. `0.0.0.0:8743`; needs `[tls]`).
+    /// The same service over HTTPS, beside `listen` (stock clients use plain HTTP). Empty = none
+    /// (e.g. `0.0.0.0:8743`; needs `[tls]`).
     pub https_listen: String,
     /// `[tls]`: certificate and key of `https_listen`.
     pub tls: TlsConfig,

@@ -123,11 +123,14 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[backoff]`: reconnects of the db_proxy links (Decisions 3).
     pub backoff: BackoffConfig,
-    /// A second port for msg_server links over TLS, beside `listen`, for msg_servers that dial `tls://host:port`. Empty = none (needs `[tls]`).
+    /// A second port for msg_server links over TLS, beside `listen`, for msg_servers that dial
+    /// `tls://host:port`. Empty = none (needs `[tls]`).
     pub tls_listen: String,
-    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a
+    /// certificate (mutual TLS).
     pub tls: TlsConfig,
-    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the client certificate for peers that require one.
+    /// `[tls_client]`: what to trust when an upstream address is written `tls://host:port`, and the
+    /// client certificate for peers that require one.
     pub tls_client: TlsClientConfig,
 }
 

@@ -32,9 +32,11 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[http]`: `/metrics`, `/healthz`, `/readyz`.
     pub http: HttpConfig,
-    /// A second port for msg_server and http_msg_server links over TLS, beside `listen`, for peers that dial `tls://host:port`. Empty = none (e.g. `0.0.0.0:8201`; needs `[tls]`).
+    /// A second port for msg_server and http_msg_server links over TLS, beside `listen`, for peers
+    /// that dial `tls://host:port`. Empty = none (e.g. `0.0.0.0:8210`; needs `[tls]`).
     pub tls_listen: String,
-    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a certificate (mutual TLS).
+    /// `[tls]`: certificate and key of `tls_listen`; `client_ca_file` makes the peers present a
+    /// certificate (mutual TLS).
     pub tls: TlsConfig,
 }
 
