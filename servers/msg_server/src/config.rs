@@ -60,6 +60,23 @@ pub struct Config {
     /// counted. The original allows 20 per timer tick; stock clients send far fewer.
     /// 0 = no limit.
     pub msg_rate_limit_per_sec: u32,
+    /// Most user ids in one IMUsersInfoReq or IMUsersStatReq. Their answers have no result
+    /// code, so a longer list is dropped, logged and counted (`oversized_requests_total`);
+    /// db_proxy looks up at most 10 000 users per request.
+    pub max_user_ids_per_request: u32,
+    /// Most groups in one IMGroupInfoListReq (a longer list is dropped, as above); db_proxy
+    /// answers at most 1000.
+    pub max_group_ids_per_request: u32,
+    /// Most ids in one IMGetMsgByIdReq (a longer list is dropped, as above); db_proxy
+    /// answers with the newest 100 of them (the original's LIMIT 100).
+    pub max_msg_ids_per_request: u32,
+    /// Most members named in one IMGroupCreateReq or IMGroupChangeMemberReq; a longer list is
+    /// answered with result_code 1 without asking db_proxy (which refuses above 5000 too).
+    pub max_group_members_per_request: u32,
+    /// Outbound bytes queued for one client connection before it counts as a slow consumer
+    /// and is closed (`slow_consumer_disconnects_total`). At least 512 KiB: one PDU toward a
+    /// client may be 400 KiB (Decisions 2).
+    pub client_queue_limit_bytes: u64,
     /// Seconds a new connection has to log in before it is closed (FLOWS.md 1.1: 15).
     pub login_timeout_secs: f64,
     /// Seconds without any data after which a PC client (and any connection before login)
@@ -125,6 +142,13 @@ impl Default for Config {
             push_servers: Vec::new(),
             file_servers: Vec::new(),
             msg_rate_limit_per_sec: 100,
+            max_user_ids_per_request: 10_000,
+            max_group_ids_per_request: 1_000,
+            max_msg_ids_per_request: 1_000,
+            max_group_members_per_request: 5_000,
+            // About 10 seconds of a busy group chat; a client that reads nothing for longer
+            // is not coming back.
+            client_queue_limit_bytes: 4 << 20,
             login_timeout_secs: 15.0,
             idle_pc_secs: 120.0,
             idle_mobile_secs: 300.0,
@@ -149,6 +173,16 @@ impl Default for Config {
 /// Longest duration accepted for the timing keys (a day): beyond that a typo is likelier
 /// than an intent.
 const MAX_SECS: f64 = 86_400.0;
+
+/// Largest list bound accepted: a 1 MiB client frame cannot carry more ids than this.
+const MAX_LIST: u32 = 1_000_000;
+
+/// Smallest client queue: room for one PDU at the client outbound cap (400 KiB) and more.
+const MIN_CLIENT_QUEUE: u64 = 512 << 10;
+
+/// Largest client queue (per connection; a typo beyond this would let one client hold
+/// gigabytes).
+const MAX_CLIENT_QUEUE: u64 = 1 << 30;
 
 fn secs(key: &str, v: f64, min: f64) -> Result<(), ConfigError> {
     if v.is_finite() && (min..=MAX_SECS).contains(&v) {
@@ -221,6 +255,32 @@ impl Config {
             return Err(ConfigError::value(
                 "request_timeout_ms",
                 "must be at least 1",
+            ));
+        }
+        for (key, v) in [
+            ("max_user_ids_per_request", self.max_user_ids_per_request),
+            ("max_group_ids_per_request", self.max_group_ids_per_request),
+            ("max_msg_ids_per_request", self.max_msg_ids_per_request),
+            (
+                "max_group_members_per_request",
+                self.max_group_members_per_request,
+            ),
+        ] {
+            if !(1..=MAX_LIST).contains(&v) {
+                return Err(ConfigError::value(
+                    key,
+                    format!("must be between 1 and {MAX_LIST} (got {v})"),
+                ));
+            }
+        }
+        if !(MIN_CLIENT_QUEUE..=MAX_CLIENT_QUEUE).contains(&self.client_queue_limit_bytes) {
+            return Err(ConfigError::value(
+                "client_queue_limit_bytes",
+                format!(
+                    "must be between {MIN_CLIENT_QUEUE} (512 KiB) and {MAX_CLIENT_QUEUE} (1 GiB) \
+                     (got {})",
+                    self.client_queue_limit_bytes
+                ),
             ));
         }
         secs("login_timeout_secs", self.login_timeout_secs, 0.001)?;
@@ -353,6 +413,20 @@ mod tests {
                 ..Config::default()
             },
             "idle_pc_secs",
+        );
+        bad(
+            Config {
+                max_user_ids_per_request: 0,
+                ..Config::default()
+            },
+            "max_user_ids_per_request",
+        );
+        bad(
+            Config {
+                client_queue_limit_bytes: 1024,
+                ..Config::default()
+            },
+            "client_queue_limit_bytes",
         );
         bad(
             Config {

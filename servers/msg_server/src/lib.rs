@@ -157,6 +157,7 @@ pub async fn run(
     let mut opts = ServeOptions::client("client");
     opts.max_connections = config.max_connections as usize;
     opts.idle_timeout = Some(server.cfg.idle_pc);
+    opts.queue_limit = usize::try_from(config.client_queue_limit_bytes).unwrap_or(usize::MAX);
     let serve_stop = CancellationToken::new();
     let serving = {
         let server = server.clone();
@@ -213,6 +214,17 @@ fn register_gauges(registry: &Registry, server: &Arc<Server>) {
         "route_server links registered.",
         "gauge",
         move || s.upgrade().map_or(0.0, |s| s.routes.live_count() as f64),
+    );
+    let s = Arc::downgrade(server);
+    registry.computed(
+        "connections_refused_total",
+        "Client connections closed at accept because max_connections were open.",
+        "counter",
+        move || {
+            s.upgrade().map_or(0.0, |s| {
+                s.registry.stats().refused.load(Ordering::Relaxed) as f64
+            })
+        },
     );
     let s = Arc::downgrade(server);
     registry.computed(

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub msgs_refused: Counter,
     /// Messages dropped by the per-connection rate limit.
     pub rate_limited: Counter,
+    /// Requests refused because a list or field was over its bound.
+    pub oversized_requests: Counter,
     /// Routed messages dropped as duplicates (resend window).
     pub dup_drops: Counter,
     /// PDUs sent to route_server (resends included).
@@ -90,6 +92,10 @@ impl Metrics {
             rate_limited: c(
                 "rate_limited_total",
                 "Messages dropped by the per-connection rate limit.",
+            ),
+            oversized_requests: c(
+                "oversized_requests_total",
+                "Client requests refused because a list or field was over its bound.",
             ),
             dup_drops: c("dup_drops_total", "Routed messages dropped as duplicates."),
             routed_out: c("routed_out_total", "PDUs sent to route_server."),

@@ -19,6 +19,12 @@ use crate::upstream::db::{DbError, Key};
 /// holds 4096 characters and the original never checked (WEAKNESSES 22).
 pub const MAX_TEXT_BYTES: usize = 4096;
 
+/// Longest audio body accepted: every receiver must get the message in one PDU below the
+/// client outbound cap (400 KiB, Decisions 2), and an IMMsgData adds under 64 bytes of
+/// header and fields to its body. The original has no limit but the 1 MiB frame; its clients
+/// record at most 60 s of speex, a few tens of KiB.
+pub const MAX_AUDIO_BYTES: usize = im_proto::codec::CLIENT_OUTBOUND_CAP - 1024;
+
 /// Why a message is refused before it is stored (the sender gets no ack).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -36,6 +42,9 @@ pub enum Refusal {
     /// A text body over [`MAX_TEXT_BYTES`].
     #[error("a text body of {0} bytes; at most {MAX_TEXT_BYTES}")]
     TooLong(usize),
+    /// An audio body over [`MAX_AUDIO_BYTES`].
+    #[error("an audio body of {0} bytes; at most {MAX_AUDIO_BYTES}")]
+    AudioTooLong(usize),
 }
 
 /// Group message types (0x11 text, 0x12 audio).
@@ -63,6 +72,9 @@ pub fn prepare(msg: &mut ImMsgData, from: u32) -> Result<bool, Refusal> {
     }
     if is_text_type(msg.msg_type) && msg.msg_data.len() > MAX_TEXT_BYTES {
         return Err(Refusal::TooLong(msg.msg_data.len()));
+    }
+    if !is_text_type(msg.msg_type) && msg.msg_data.len() > MAX_AUDIO_BYTES {
+        return Err(Refusal::AudioTooLong(msg.msg_data.len()));
     }
     msg.from_user_id = from;
     msg.create_time = now_secs();

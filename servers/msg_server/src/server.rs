@@ -47,6 +47,8 @@ pub struct Settings {
     pub max_connections: u32,
     /// Messages per connection per second (0: unlimited).
     pub msg_rate: u32,
+    /// Bounds on lists in client requests.
+    pub bounds: Bounds,
     /// Time to log in.
     pub login_timeout: Duration,
     /// Idle limits by class.
@@ -61,6 +63,19 @@ pub struct Settings {
     pub drain_close_per_sec: u32,
     /// Waiting for stores on shutdown.
     pub shutdown_grace: Duration,
+}
+
+/// Bounds on the lists a client request may carry (config `max_*_per_request`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// User ids in IMUsersInfoReq / IMUsersStatReq.
+    pub user_ids: usize,
+    /// Groups in IMGroupInfoListReq.
+    pub group_ids: usize,
+    /// Ids in IMGetMsgByIdReq.
+    pub msg_ids: usize,
+    /// Members in IMGroupCreateReq / IMGroupChangeMemberReq.
+    pub group_members: usize,
 }
 
 /// One msg_server.
@@ -147,6 +162,12 @@ impl Server {
             ip2: config.ip2_or_ip1().to_owned(),
             max_connections: config.max_connections,
             msg_rate: config.msg_rate_limit_per_sec,
+            bounds: Bounds {
+                user_ids: config.max_user_ids_per_request as usize,
+                group_ids: config.max_group_ids_per_request as usize,
+                msg_ids: config.max_msg_ids_per_request as usize,
+                group_members: config.max_group_members_per_request as usize,
+            },
             login_timeout: Config::dur(config.login_timeout_secs),
             idle_pc: Config::dur(config.idle_pc_secs),
             idle_mobile: Config::dur(config.idle_mobile_secs),

@@ -39,6 +39,10 @@ pub(super) async fn users_info(h: &mut ClientHandler, conn: &Conn, auth: &Auth, 
     let Some(mut req) = h.decode::<ImUsersInfoReq>(conn, &pdu) else {
         return;
     };
+    let max = h.server.cfg.bounds.user_ids;
+    if h.oversized(conn, &pdu, "user ids", req.user_id_list.len(), max) {
+        return;
+    }
     req.user_id = auth.user_id;
     req.attach_data = None;
     let fwd = forward(&req, &pdu);
@@ -108,6 +112,10 @@ pub(super) async fn users_status(h: &mut ClientHandler, conn: &Conn, auth: &Auth
     let Some(mut req) = h.decode::<ImUsersStatReq>(conn, &pdu) else {
         return;
     };
+    let max = h.server.cfg.bounds.user_ids;
+    if h.oversized(conn, &pdu, "user ids", req.user_id_list.len(), max) {
+        return;
+    }
     req.user_id = auth.user_id;
     req.attach_data = None;
     let Some(route) = h.server.routes.target() else {

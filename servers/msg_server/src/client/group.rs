@@ -4,7 +4,8 @@ use im_common::Conn;
 use im_proto::base::GroupType;
 use im_proto::group::{
     ImGroupChangeMemberNotify, ImGroupChangeMemberReq, ImGroupChangeMemberRsp, ImGroupCreateReq,
-    ImGroupInfoListReq, ImGroupInfoListRsp, ImGroupShieldReq, ImNormalGroupListReq,
+    ImGroupCreateRsp, ImGroupInfoListReq, ImGroupInfoListRsp, ImGroupShieldReq,
+    ImNormalGroupListReq,
 };
 use im_proto::{Pdu, cid};
 
@@ -37,6 +38,10 @@ pub(super) async fn info(h: &mut ClientHandler, conn: &Conn, auth: &Auth, pdu: P
     let Some(mut req) = h.decode::<ImGroupInfoListReq>(conn, &pdu) else {
         return;
     };
+    let max = h.server.cfg.bounds.group_ids;
+    if h.oversized(conn, &pdu, "groups", req.group_version_list.len(), max) {
+        return;
+    }
     req.user_id = auth.user_id;
     req.attach_data = None;
     // One group: that group's link keeps it in order with its messages.
@@ -68,6 +73,22 @@ pub(super) async fn create(h: &mut ClientHandler, conn: &Conn, auth: &Auth, pdu:
     let Some(mut req) = h.decode::<ImGroupCreateReq>(conn, &pdu) else {
         return;
     };
+    let max = h.server.cfg.bounds.group_members;
+    if h.oversized(conn, &pdu, "members", req.member_id_list.len(), max) {
+        // FLOWS.md 12.3: result 1 is how db_proxy refuses a bad create.
+        let _ = conn.reply(
+            &pdu,
+            &ImGroupCreateRsp {
+                user_id: auth.user_id,
+                result_code: 1,
+                group_id: None,
+                group_name: req.group_name,
+                user_id_list: Vec::new(),
+                attach_data: None,
+            },
+        );
+        return;
+    }
     if req.group_type == GroupType::Normal as i32 {
         tracing::debug!(
             user_id = auth.user_id,
@@ -97,6 +118,22 @@ pub(super) async fn change_member(h: &mut ClientHandler, conn: &Conn, auth: &Aut
     let Some(mut req) = h.decode::<ImGroupChangeMemberReq>(conn, &pdu) else {
         return;
     };
+    let max = h.server.cfg.bounds.group_members;
+    if h.oversized(conn, &pdu, "members", req.member_id_list.len(), max) {
+        let _ = conn.reply(
+            &pdu,
+            &ImGroupChangeMemberRsp {
+                user_id: auth.user_id,
+                change_type: req.change_type,
+                result_code: 1,
+                group_id: req.group_id,
+                cur_user_id_list: Vec::new(),
+                chg_user_id_list: Vec::new(),
+                attach_data: None,
+            },
+        );
+        return;
+    }
     req.user_id = auth.user_id;
     req.attach_data = None;
     let group = req.group_id;

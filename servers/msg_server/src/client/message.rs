@@ -29,15 +29,32 @@ pub(super) async fn msg_data(h: &mut ClientHandler, conn: &Conn, auth: &Auth, pd
     s.metrics.msgs_in.inc();
     if !h.bucket.take() {
         s.metrics.rate_limited.inc();
+        // The sender sees no ack (there is no error field, Decisions 4); one line per
+        // connection and burst says why without a line per dropped message.
+        if !h.rate_limited_logged {
+            h.rate_limited_logged = true;
+            tracing::info!(conn_id = conn.id(), peer = %conn.peer(), user_id = auth.user_id,
+                limit_per_sec = s.cfg.msg_rate, "message rate limit exceeded; dropping without ack");
+        }
         return;
     }
+    h.rate_limited_logged = false;
     let (to, msg_type, len) = (msg.to_session_id, msg.msg_type, msg.msg_data.len());
     let group = match send::prepare(&mut msg, auth.user_id) {
         Ok(group) => group,
         Err(why) => {
             s.metrics.msgs_refused.inc();
-            tracing::debug!(conn_id = conn.id(), user_id = auth.user_id, to, msg_type, len,
-                %why, "message refused");
+            if matches!(
+                why,
+                send::Refusal::TooLong(_) | send::Refusal::AudioTooLong(_)
+            ) {
+                s.metrics.oversized_requests.inc();
+                tracing::info!(conn_id = conn.id(), user_id = auth.user_id, to, msg_type, len,
+                    %why, "message refused: body over its bound; no ack");
+            } else {
+                tracing::debug!(conn_id = conn.id(), user_id = auth.user_id, to, msg_type, len,
+                    %why, "message refused");
+            }
             return;
         }
     };
@@ -190,6 +207,10 @@ pub(super) async fn msg_by_ids(h: &mut ClientHandler, conn: &Conn, auth: &Auth, 
     let Some(mut req) = h.decode::<ImGetMsgByIdReq>(conn, &pdu) else {
         return;
     };
+    let max = h.server.cfg.bounds.msg_ids;
+    if h.oversized(conn, &pdu, "message ids", req.msg_id_list.len(), max) {
+        return;
+    }
     req.user_id = auth.user_id;
     req.attach_data = None;
     let group = req.session_type == SessionType::Group as i32;

@@ -12,6 +12,8 @@ mod login;
 mod message;
 mod switch;
 
+pub use switch::MAX_P2P_CMD_BYTES;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -82,6 +84,8 @@ pub struct ClientHandler {
     /// A login request was received (a second one is ignored, FLOWS.md 4 step 3).
     login_started: bool,
     bucket: Bucket,
+    /// The current burst over the rate limit was logged already.
+    rate_limited_logged: bool,
     /// Completion signal of the last message this connection sent (see [`crate::send::Turn`]).
     last_sent: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -96,6 +100,7 @@ impl ClientHandler {
             auth: None,
             login_started: false,
             bucket,
+            rate_limited_logged: false,
             last_sent: None,
         }
     }
@@ -123,6 +128,19 @@ impl ClientHandler {
             pending_acks,
         });
         h
+    }
+
+    /// True, after logging and counting it, when a request carries `n` items of `what` and
+    /// at most `max` are allowed. Callers answer with a result code where the reply has one
+    /// and otherwise drop the request; nothing is ever cut silently.
+    fn oversized(&self, conn: &Conn, pdu: &Pdu, what: &'static str, n: usize, max: usize) -> bool {
+        if n <= max {
+            return false;
+        }
+        self.server.metrics.oversized_requests.inc();
+        tracing::info!(conn_id = conn.id(), peer = %conn.peer(), user_id = conn.user_id(),
+            cmd = pdu.command_name(), what, n, max, "refusing a request over its bound");
+        true
     }
 
     /// Decodes a body; a bad one is logged, counted and dropped (the connection stays).

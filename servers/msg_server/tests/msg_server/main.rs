@@ -7,6 +7,7 @@ mod cluster;
 mod fake_db;
 mod file;
 mod harness;
+mod limits;
 mod login;
 mod notify;
 mod original;
