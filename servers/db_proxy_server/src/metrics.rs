@@ -100,6 +100,8 @@ pub struct Metrics {
     pub login_failures: Counter,
     /// Group-session sync runs that failed.
     pub sync_errors: Counter,
+    /// Requests whose id list was longer than one answer covers (answered in part, logged).
+    pub lists_cut: Counter,
     /// Requests accepted and not finished, over all connections.
     pub in_flight: Gauge,
 }
@@ -160,6 +162,10 @@ impl Metrics {
             login_failures: registry.counter(
                 "login_failures_total",
                 "Refused logins (wrong password, unknown user, throttled).",
+            ),
+            lists_cut: registry.counter(
+                "request_lists_cut_total",
+                "Requests whose id list was longer than one answer covers (answered in part).",
             ),
             sync_errors: registry.counter(
                 "group_session_sync_errors_total",

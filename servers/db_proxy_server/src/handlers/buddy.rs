@@ -89,6 +89,7 @@ pub fn users_info<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Dispa
     };
     m.user_id_list.sort_unstable();
     m.user_id_list.dedup();
+    super::note_cut(sh, &req, "user ids", m.user_id_list.len(), MAX_USER_IDS);
     m.user_id_list.truncate(MAX_USER_IDS);
     Dispatch::Work(Box::pin(async move {
         let mut users = match sh.store.users_by_ids(&m.user_id_list).await {

@@ -69,6 +69,7 @@ pub fn info<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Dispatch<'a
     let Some(mut m) = decode::<ImGroupInfoListReq, S>(sh, &req, pdu) else {
         return req.finished(false);
     };
+    super::note_cut(sh, &req, "groups", m.group_version_list.len(), MAX_INFO_IDS);
     m.group_version_list.truncate(MAX_INFO_IDS);
     let ids: Vec<u32> = m.group_version_list.iter().map(|g| g.group_id).collect();
     // msg_server's internal fan-out lookup is never relayed to a client: it may be larger.

@@ -77,6 +77,7 @@ pub fn msgs_by_id<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Dispa
     };
     m.msg_id_list.sort_unstable();
     m.msg_id_list.dedup();
+    super::note_cut(sh, &req, "message ids", m.msg_id_list.len(), MAX_IDS);
     // The newest ids are the ones an answer of at most MAX_IDS keeps.
     let skip = m.msg_id_list.len().saturating_sub(MAX_IDS);
     let ids = m.msg_id_list.split_off(skip);

@@ -143,6 +143,17 @@ pub fn decode<M: Command, S: Store>(sh: &Shared<S>, req: &Req, pdu: &Pdu) -> Opt
     }
 }
 
+/// Logs and counts a request list of `n` ids when one answer covers only `max` of them; the
+/// caller answers for `max` (the original's LIMIT where it has one), so a cut is never silent.
+pub fn note_cut<S: Store>(sh: &Shared<S>, req: &Req, what: &'static str, n: usize, max: usize) {
+    if n > max {
+        sh.metrics.lists_cut.inc();
+        tracing::info!(conn_id = req.conn.id(), peer = %req.conn.peer(),
+            cmd = im_proto::command::command_name(req.cmd).unwrap_or("unknown"), what, n, max,
+            "request list longer than one answer covers; answering for the first part");
+    }
+}
+
 /// Routes a request to its handler.
 pub fn dispatch<'a, S: Store>(sh: &'a Shared<S>, conn: &Conn, pdu: Pdu) -> Dispatch<'a> {
     let req = Req::new(conn, &pdu);

@@ -23,9 +23,10 @@ pub const MAX_LOOKUP_USERS: usize = 20_000;
 /// with a PC client online).
 const PUSH_TYPE_NORMAL: u32 = 1;
 
-fn dedup(mut ids: Vec<u32>) -> Vec<u32> {
+fn dedup<S: Store>(sh: &Shared<S>, req: &Req, mut ids: Vec<u32>) -> Vec<u32> {
     let mut seen = HashSet::with_capacity(ids.len());
     ids.retain(|id| seen.insert(*id));
+    super::note_cut(sh, req, "user ids", ids.len(), MAX_LOOKUP_USERS);
     ids.truncate(MAX_LOOKUP_USERS);
     ids
 }
@@ -41,7 +42,7 @@ pub fn device_tokens<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Di
     let Some(m) = decode::<ImGetDeviceTokenReq, S>(sh, &req, pdu) else {
         return req.finished(false);
     };
-    let users = dedup(m.user_id);
+    let users = dedup(sh, &req, m.user_id);
     Dispatch::Work(Box::pin(async move {
         let tokens = sh.store.device_tokens(&users);
         let reply = |req: &Req, list: Vec<UserTokenInfo>, attach| {
@@ -130,7 +131,7 @@ pub fn group_shields<'a, S: Store>(sh: &'a Shared<S>, req: Req, pdu: &Pdu) -> Di
     let Some(m) = decode::<ImGroupGetShieldReq, S>(sh, &req, pdu) else {
         return req.finished(false);
     };
-    let users = dedup(m.user_id);
+    let users = dedup(sh, &req, m.user_id);
     Dispatch::Work(Box::pin(async move {
         let shields = sh.store.group_shields(m.group_id, &users);
         let list = match shields.await {
