@@ -51,6 +51,9 @@ pub struct Config {
     /// downloading); beyond it task creation fails (result 1). Bounds memory against a
     /// msg_server creating tasks in a loop.
     pub max_tasks: usize,
+    /// Seconds a new client connection has to log in to a task before it is closed (the
+    /// original set no limit; a socket that never logs in only holds a slot).
+    pub login_timeout_secs: f64,
     /// Most simultaneous client connections.
     pub max_connections: u32,
     /// db_proxy_server addresses, used only to delete the records of expired offline files
@@ -85,6 +88,7 @@ impl Default for Config {
             advertise: vec!["127.0.0.1".to_owned()],
             data_dir: PathBuf::from("./offline_file"),
             task_timeout_secs: 3600.0,
+            login_timeout_secs: 30.0,
             offline_retention_days: 7.0,
             sweep_interval_secs: 600.0,
             max_tasks: 100_000,
@@ -157,6 +161,15 @@ impl Config {
                 ),
             ));
         }
+        let l = self.login_timeout_secs;
+        if !(l.is_finite() && l > 0.0 && l <= MAX_TASK_TIMEOUT_SECS) {
+            return Err(ConfigError::value(
+                "login_timeout_secs",
+                format!(
+                    "must be a number of seconds above 0 and at most {MAX_TASK_TIMEOUT_SECS} (got {l})"
+                ),
+            ));
+        }
         let r = self.offline_retention_days;
         if !(r.is_finite() && (0.0..=MAX_RETENTION_DAYS).contains(&r)) {
             return Err(ConfigError::value(
@@ -198,7 +211,12 @@ impl Config {
         )
     }
 
-    /// The task timeout.
+    /// The time a client connection has to log in.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.login_timeout_secs.clamp(0.001, MAX_TASK_TIMEOUT_SECS))
+    }
+
+    /// The idle limit of unfinished tasks.
     pub fn task_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.task_timeout_secs.clamp(0.001, MAX_TASK_TIMEOUT_SECS))
     }

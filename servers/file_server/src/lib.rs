@@ -197,12 +197,17 @@ pub async fn run(
     let mut client_opts = ServeOptions::client("client");
     client_opts.max_connections = config.max_connections as usize;
     let client_shared = shared.clone();
+    let login_timeout = config.login_timeout();
     serve(
         listeners.client,
         client_opts,
         shared.clients.clone(),
         shutdown.clone(),
-        move |conn| ClientHandler::new(client_shared.clone(), conn),
+        move |conn| {
+            let handler = ClientHandler::new(client_shared.clone(), conn);
+            conn.set_deadline(Some(login_timeout));
+            handler
+        },
     )
     .await;
     let _ = msg_serving.await;

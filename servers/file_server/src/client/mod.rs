@@ -24,8 +24,9 @@ use crate::task::{LoginOutcome, Refusal, Role, Task};
 
 use self::offline::{Download, Upload};
 
-/// Time a new connection has to log in to a task. The original set none; a socket that
-/// never logs in only holds a slot.
+/// Default time a new connection has to log in to a task (`login_timeout_secs` replaces it
+/// when the server runs). The original set none; a socket that never logs in only holds a
+/// slot.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a logged-in connection does.

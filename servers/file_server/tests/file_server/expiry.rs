@@ -188,3 +188,30 @@ async fn offline_files_past_retention_go_with_their_records() {
     assert_eq!(got, b"abc");
     fs.stop().await;
 }
+
+#[tokio::test]
+async fn connections_that_never_log_in_are_closed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.login_timeout_secs = 0.3;
+    let fs = Fs::start(config).await;
+    // One says nothing, one sends only heartbeats: both are closed at the login deadline.
+    let (silent, _ev) = ImClient::connect(&fs.client, client_config())
+        .await
+        .unwrap();
+    let (beating, _ev2) = ImClient::connect(&fs.client, client_config())
+        .await
+        .unwrap();
+    let beat = async {
+        while !beating.is_closed() {
+            let _ = beating.heartbeat().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(silent.closed(), beat);
+    })
+    .await
+    .expect("connections that never log in are closed after login_timeout_secs");
+    fs.stop().await;
+}
