@@ -241,6 +241,7 @@ pub(super) fn change_members(
                 leave.execute((group, user))?;
                 hide.execute((user, group, tx.now))?;
             }
+            tx.memo.borrow_mut().forget_sessions();
         }
     }
     let version: u32 = tx

@@ -20,6 +20,13 @@ pub(super) fn touch_session(
     peer: u32,
     session_type: SessionType,
 ) -> StorageResult<()> {
+    if tx
+        .memo
+        .borrow_mut()
+        .session_touched((user, peer, session_type as u8), tx.now)
+    {
+        return Ok(());
+    }
     tx.conn
         .prepare_cached(
             "INSERT INTO IMRecentSession (userId, peerId, type, status, created, updated) \
@@ -88,6 +95,7 @@ pub(super) fn remove(
     tx.conn
         .prepare_cached("UPDATE IMRecentSession SET status = 1, updated = ?2 WHERE id = ?1")?
         .execute((id, tx.now))?;
+    tx.memo.borrow_mut().forget_sessions();
     unread::clear(tx, user, session_type, peer)?;
     Ok(true)
 }
@@ -108,6 +116,7 @@ pub(super) fn sync_groups(tx: &Tx<'_>, since: Timestamp) -> StorageResult<Timest
              WHERE updated != excluded.updated",
         )?
         .execute((since, tx.now))?;
+    tx.memo.borrow_mut().forget_sessions();
     if n > 0 {
         tracing::debug!(sessions = n, since, "group sessions synced");
     }

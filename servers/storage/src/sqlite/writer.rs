@@ -15,7 +15,7 @@
 //! Operations are therefore `Fn` and deterministic given the batch's `now`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -54,6 +54,12 @@ pub(super) struct Tx<'c> {
 pub(super) struct Memo {
     /// `IMRelationShip.id` (active) per (smallId, bigId): one indexed read less per message.
     pub relations: HashMap<(u32, u32), u32>,
+    /// Sessions (userId, peerId, type) set active with `updated` = [`Memo::sessions_at`] by
+    /// this writer: touching one again in the same second changes nothing, so the statement
+    /// is skipped (two of a single message's statements, most of the time under load).
+    /// Anything else that writes `IMRecentSession` calls [`Memo::forget_sessions`].
+    sessions: HashSet<(u32, u32, u8)>,
+    sessions_at: Timestamp,
 }
 
 /// Entries kept in [`Memo::relations`] before it starts over (about 30 MB).
@@ -66,6 +72,30 @@ impl Memo {
             self.relations.clear();
         }
         self.relations.insert(pair, id);
+    }
+
+    /// True if the session was already touched at `now`; otherwise notes that it is about
+    /// to be (a failed statement rolls the transaction back, and [`Memo::clear`] with it).
+    pub fn session_touched(&mut self, key: (u32, u32, u8), now: Timestamp) -> bool {
+        if self.sessions_at != now {
+            self.sessions.clear();
+            self.sessions_at = now;
+        }
+        if self.sessions.len() >= MEMO_RELATIONS {
+            self.sessions.clear();
+        }
+        !self.sessions.insert(key)
+    }
+
+    /// Some other statement wrote `IMRecentSession`.
+    pub fn forget_sessions(&mut self) {
+        self.sessions.clear();
+    }
+
+    /// Forgets everything (the transaction was rolled back).
+    pub fn clear(&mut self) {
+        self.relations.clear();
+        self.sessions.clear();
     }
 }
 
@@ -306,7 +336,7 @@ fn run_pass(
             exec(conn, "ROLLBACK TO w")?;
             exec(conn, "RELEASE w")?;
             // What the failed write remembered may have been rolled back with it.
-            tx.memo.borrow_mut().relations.clear();
+            tx.memo.borrow_mut().clear();
         } else if conn.total_changes() != changes {
             return Err(Abort::Redo);
         }
@@ -360,7 +390,7 @@ fn commit_batch(
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
-                memo.borrow_mut().relations.clear();
+                memo.borrow_mut().clear();
                 match abort {
                     Abort::Redo if !careful => {
                         tracing::warn!(
