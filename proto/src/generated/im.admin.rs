@@ -825,8 +825,9 @@ pub enum AdminCmdId {
     CidAdminGroupNotifyRsp = 4140,
     /// msg_server -> login_server, on the msg_server link right after IMMsgServInfo and only
     /// when msg_server has a TLS client port: that port, for clients that ask for TLS. An
-    /// original login_server ignores the unknown command; no answer.
-    CidAdminMsgServTlsInfo = 4141,
+    /// original login_server ignores the unknown command; no answer (an even id, as odd ids
+    /// are requests answered with id + 1; 0x102d stays unused).
+    CidAdminMsgServTlsInfo = 4142,
 }
 impl AdminCmdId {
     /// String value of the enum field names used in the ProtoBuf definition.
