@@ -361,7 +361,10 @@ mod tests {
         let tls = response_with_tls(&Ok(a.clone()), "m", "d", true);
         assert!(tls.contains("\"tlsPort\" : \"8443\""), "{tls}");
         // The original fields are unchanged around the extra one.
-        let without = Assignment { tls_port: None, ..a };
+        let without = Assignment {
+            tls_port: None,
+            ..a
+        };
         assert_eq!(response_with_tls(&Ok(without), "m", "d", true), plain);
     }
 
