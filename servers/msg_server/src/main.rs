@@ -1,8 +1,9 @@
 //! The msg_server binary: flags, config, logging, signals; everything else is in the library.
 
-// No mimalloc here, unlike the other servers: with it an idle client connection cost
-// msg_server about 3.6 KB of RSS instead of well under 1 KB (bench.sh, 50,000 idle
-// connections), while the 1:1 maximum stayed within noise (36.8k vs 35.8k msgs/s).
+// The system allocator, unlike the other servers (mimalloc): msg_server's 1:1 maximum was
+// the same either way (36.8k vs 35.8k msgs/s, bench.sh), and what matters here is the memory
+// of idle connections (about 3.5 KB of RSS each on a fresh msg_server with this allocator;
+// not yet measured fresh with mimalloc).
 
 use std::process::ExitCode;
 
