@@ -71,24 +71,14 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the addresses of `config` (empty admin/http addresses: not bound).
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        async fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {key} = {addr:?}"))
-        }
-        async fn bind_opt(addr: &str, key: &str) -> anyhow::Result<Option<TcpListener>> {
-            if addr.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some(bind(addr, key).await?))
-        }
+        use im_common::net::{bind, bind_optional};
         Ok(Listeners {
-            client: bind(&config.client_listen, "client_listen").await?,
-            msg_servers: bind(&config.msg_server_listen, "msg_server_listen").await?,
-            msg_servers_tls: bind_opt(&config.msg_server_tls_listen, "msg_server_tls_listen")
+            client: bind("client_listen", &config.client_listen).await?,
+            msg_servers: bind("msg_server_listen", &config.msg_server_listen).await?,
+            msg_servers_tls: bind_optional("msg_server_tls_listen", &config.msg_server_tls_listen)
                 .await?,
-            admin: bind_opt(&config.admin.listen, "admin.listen").await?,
-            metrics: bind_opt(&config.http.listen, "http.listen").await?,
+            admin: bind_optional("admin.listen", &config.admin.listen).await?,
+            metrics: bind_optional("http.listen", &config.http.listen).await?,
         })
     }
 }

@@ -64,18 +64,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds every address set in `config` (empty optional addresses stay unbound).
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("config key `{key}`: cannot listen on {addr:?}"))
-        }
-        async fn optional(key: &str, addr: &str) -> anyhow::Result<Option<TcpListener>> {
-            if addr.is_empty() {
-                Ok(None)
-            } else {
-                bind(key, addr).await.map(Some)
-            }
-        }
+        use im_common::net::{bind, bind_optional as optional};
         Ok(Listeners {
             http: bind("listen", &config.listen).await?,
             https: optional("https_listen", &config.https_listen).await?,

@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
 use im_common::http::{Health, serve_http};
 use im_common::metrics::Registry;
 use im_common::tls::tls_listener;
@@ -67,23 +66,13 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the addresses of `config` (empty admin/http addresses: not bound).
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        async fn bind_opt(addr: &str, key: &str) -> anyhow::Result<Option<TcpListener>> {
-            if addr.is_empty() {
-                return Ok(None);
-            }
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {key} = {addr:?}"))?;
-            Ok(Some(l))
-        }
-        let client = TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("binding listen = {:?}", config.listen))?;
+        use im_common::net::{bind, bind_optional};
+        let client = bind("listen", &config.listen).await?;
         Ok(Listeners {
             client,
-            tls: bind_opt(&config.tls_listen, "tls_listen").await?,
-            admin: bind_opt(&config.admin.listen, "admin.listen").await?,
-            metrics: bind_opt(&config.http.listen, "http.listen").await?,
+            tls: bind_optional("tls_listen", &config.tls_listen).await?,
+            admin: bind_optional("admin.listen", &config.admin.listen).await?,
+            metrics: bind_optional("http.listen", &config.http.listen).await?,
         })
     }
 }

@@ -64,23 +64,13 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the addresses of `config` (empty admin/http addresses: not bound).
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        async fn bind_opt(addr: &str, key: &str) -> anyhow::Result<Option<TcpListener>> {
-            if addr.is_empty() {
-                return Ok(None);
-            }
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {key} = {addr:?}"))?;
-            Ok(Some(l))
-        }
-        let msg_servers = TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("binding listen = {:?}", config.listen))?;
+        use im_common::net::{bind, bind_optional};
+        let msg_servers = bind("listen", &config.listen).await?;
         Ok(Listeners {
             msg_servers,
-            msg_servers_tls: bind_opt(&config.tls_listen, "tls_listen").await?,
-            admin: bind_opt(&config.admin.listen, "admin.listen").await?,
-            metrics: bind_opt(&config.http.listen, "http.listen").await?,
+            msg_servers_tls: bind_optional("tls_listen", &config.tls_listen).await?,
+            admin: bind_optional("admin.listen", &config.admin.listen).await?,
+            metrics: bind_optional("http.listen", &config.http.listen).await?,
         })
     }
 }
