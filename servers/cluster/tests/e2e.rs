@@ -574,3 +574,79 @@ async fn a_login_burst_spreads_over_both_msg_servers() {
     }
     cl.shutdown().await.unwrap();
 }
+
+/// How many IMGetDeviceTokenReq db_proxy has handled, from its admin stats.
+async fn device_token_lookups(cl: &Cluster) -> u64 {
+    use im_proto::admin::{AdminResult, ImAdminAuthReq, ImAdminStatsReq};
+    let addr = cl.endpoint(ServerId::DbProxy).expect("db_proxy").admin;
+    let (c, _ev) = ImClient::connect(&addr.to_string(), cfg()).await.unwrap();
+    let auth = c
+        .request(&ImAdminAuthReq {
+            token: Some(cl.admin_token().to_owned()),
+            client_name: Some("e2e".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(auth.result_code(), AdminResult::AdminOk);
+    let stats = c.request(&ImAdminStatsReq {}).await.unwrap();
+    c.close();
+    stats
+        .stats
+        .expect("stats")
+        .commands
+        .iter()
+        .find(|s| s.command_id == Some(u32::from(cid::CID_OTHER_GET_DEVICE_TOKEN_REQ)))
+        .and_then(|s| s.requests_total)
+        .unwrap_or(0)
+}
+
+/// The push round asks route_server where the receiver is before db_proxy: a receiver
+/// online on a phone at another msg_server costs db_proxy no device-token read, while an
+/// offline one still gets its lookup (and so, with a token, its push).
+#[tokio::test]
+async fn no_device_token_lookup_for_a_receiver_online_on_a_phone_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let cl = cluster(&dir).await;
+    let a = login_at(
+        cl.msg_server_addr(0).unwrap(),
+        "zhangsan",
+        ClientType::Android,
+    )
+    .await;
+    let mut b = login_at(cl.msg_server_addr(1).unwrap(), "lisi", ClientType::Android).await;
+    let before = device_token_lookups(&cl).await;
+    for i in 1..=3u32 {
+        let _: ImMsgDataAck =
+            a.c.request(&text(a.id, b.id, &format!("m{i}"), false))
+                .await
+                .unwrap();
+        next_msg(&mut b.ev).await;
+    }
+    // Push rounds run after delivery; give them time to reach db_proxy if they would.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(device_token_lookups(&cl).await, before);
+
+    // Once b is gone, a message to it is looked up (eventually: route_server must first
+    // hear that b went offline).
+    let b_id = b.id;
+    b.c.close();
+    drop(b);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let _: ImMsgDataAck =
+            a.c.request(&text(a.id, b_id, &format!("offline {n}"), false))
+                .await
+                .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if device_token_lookups(&cl).await > before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no device-token lookup for an offline receiver"
+        );
+    }
+    cl.shutdown().await.unwrap();
+}
