@@ -244,6 +244,18 @@ pub async fn remove_session<S: Store>(store: &S) {
             .iter()
             .all(|s| s.peer_id != g)
     );
+    // Within the same second as the removal: the writer must not take the session for
+    // already touched (the SQLite writer remembers what it touched per second).
+    send(store, group_text(a, g, "h")).await;
+    assert!(
+        store
+            .recent_sessions(a, 0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.peer_id == g),
+        "a new group message brings the group session back"
+    );
 }
 
 /// The periodic group-session sync: members get (or keep) a group session touched to
