@@ -62,6 +62,10 @@ pub struct SqliteConfig {
     pub max_batch: usize,
     /// Durability of commits.
     pub synchronous: SqliteSync,
+    /// WAL pages (4 KiB) above which the writer runs a RESTART checkpoint between two
+    /// batches so that the WAL starts over instead of growing (see the sqlite checkpoint
+    /// module); 0 turns it off.
+    pub wal_restart_pages: u32,
 }
 
 impl Default for SqliteConfig {
@@ -71,6 +75,7 @@ impl Default for SqliteConfig {
             readers: 4,
             max_batch: 1024,
             synchronous: SqliteSync::Full,
+            wal_restart_pages: 4096,
         }
     }
 }

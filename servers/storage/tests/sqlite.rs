@@ -154,6 +154,70 @@ async fn normal_sync_answers_after_commit() {
     );
 }
 
+/// Under steady writes the writer makes the WAL start over (`wal_restart_pages`) instead of
+/// letting it grow to SQLite's own checkpoint; nothing written is lost on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_writes_restart_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SqliteConfig {
+        wal_restart_pages: 32,
+        ..config(&dir)
+    };
+    let store = SqliteStore::open(&cfg).await.unwrap();
+    let ids = Ids::new();
+    let (a, b) = (ids.user(1), ids.user(2));
+    let wal_len = || {
+        std::fs::metadata(dir.path().join("data/teamtalk.db-wal"))
+            .unwrap()
+            .len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0u32;
+    let round = |sent: &mut u32| {
+        *sent += 50;
+        let futures: Vec<_> = (0..50)
+            .map(|_| store.store_message(text(a, b, &"x".repeat(1000))))
+            .collect();
+        async move {
+            for r in join_all(futures).await {
+                conformance::stored(r.unwrap());
+            }
+        }
+    };
+    // The checkpoint thread looks once a second: write until it asked and the writer did it.
+    while store.stats().wal_restarts == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no WAL restart: {:?}",
+            store.stats()
+        );
+        round(&mut sent).await;
+    }
+    let (before, size) = (sent, wal_len());
+    // Half as much again goes over the old frames from the start of the file: the WAL does
+    // not grow (without the restart it would by half).
+    while sent < before + before / 2 {
+        round(&mut sent).await;
+    }
+    assert!(
+        wal_len() <= size,
+        "WAL grew from {size} to {} bytes",
+        wal_len()
+    );
+    let stats = store.stats();
+    assert!(stats.wal_restart_us > 0, "{stats:?}");
+    store.close().await;
+    // Reopened, every message is there.
+    let store = SqliteStore::open(&cfg).await.unwrap();
+    assert_eq!(
+        store
+            .latest_msg_id(b, SessionType::Single, a)
+            .await
+            .unwrap(),
+        sent
+    );
+}
+
 /// A failing write (a message to oneself) in a batch fails alone; the others commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failure_does_not_fail_the_batch() {

@@ -72,6 +72,10 @@ pub struct SqliteStats {
     /// fsyncs of the WAL by the sync thread (`synchronous = "full"`); each answers every
     /// batch committed since the previous one.
     pub wal_syncs: u64,
+    /// RESTART checkpoints run by the writer (`wal_restart_pages`), and their total time.
+    pub wal_restarts: u64,
+    /// Total time of those checkpoints, in microseconds.
+    pub wal_restart_us: u64,
     /// Reads answered.
     pub reads: u64,
     /// Reads queued and not answered yet.
@@ -131,7 +135,7 @@ impl SqliteStore {
             }
         };
         let (exit_tx, exit_rx) = oneshot::channel();
-        let checkpoint_stop = match checkpoint::spawn(config, exit_tx) {
+        let checkpoint_stop = match checkpoint::spawn(config, writer.stats.clone(), exit_tx) {
             Ok(stop) => stop,
             Err(e) => {
                 writer.stop();
@@ -189,6 +193,8 @@ impl SqliteStore {
             largest_batch: load(&w.largest_batch),
             writer_busy_us: load(&w.busy_us),
             wal_syncs: load(&self.wal_syncs),
+            wal_restarts: load(&w.wal_restarts),
+            wal_restart_us: load(&w.wal_restart_us),
             reads: load(&r.finished),
             read_queue: load(&r.submitted).saturating_sub(load(&r.finished)),
         }

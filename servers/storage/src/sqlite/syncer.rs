@@ -12,13 +12,19 @@
 //! when the last connection closes); it is re-opened if it ever changes, and the directory is
 //! fsynced once so the file's own entry is durable. Readers may see a commit up to one fsync
 //! before its writer is answered; nothing is acknowledged before it is durable.
+//!
+//! The writer commits at most one batch ahead of the fsync in progress
+//! ([`Syncer::wait_for_room`]): committing every few jobs as fast as it could made batches
+//! of 5 messages at 5,000 msgs/s, 4.4 WAL pages per message (88 MB/s of WAL) and the fsyncs
+//! slow; jobs that wait for the running fsync instead join one larger batch, whose pages
+//! they share.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, mpsc};
 
 use tokio::sync::oneshot;
 
@@ -30,18 +36,56 @@ pub(super) trait Durable: Send {
     fn durable(self: Box<Self>, flushed: Result<(), &str>);
 }
 
+/// Committed batches not yet answered after their fsync.
+#[derive(Default)]
+struct Unsynced {
+    batches: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Unsynced {
+    fn add(&self, n: isize) {
+        let mut b = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        *b = b.saturating_add_signed(n);
+        self.changed.notify_all();
+    }
+}
+
+/// Batches committed and waiting for their fsync, at most, before the writer commits again:
+/// one being fsynced and the one committed meanwhile.
+const MAX_UNSYNCED: usize = 2;
+
 /// The writer's side.
 pub(super) struct Syncer {
     tx: mpsc::Sender<Box<dyn Durable>>,
     /// fsyncs done so far.
     pub syncs: Arc<AtomicU64>,
+    unsynced: Arc<Unsynced>,
 }
 
 impl Syncer {
     /// Queues a committed batch's replies until the next fsync.
     pub fn after_fsync(&self, batch: Box<dyn Durable>) {
+        self.unsynced.add(1);
         if let Err(mpsc::SendError(batch)) = self.tx.send(batch) {
+            self.unsynced.add(-1);
             batch.durable(Err("the sync thread is gone"));
+        }
+    }
+
+    /// Blocks while [`MAX_UNSYNCED`] committed batches wait for their fsync.
+    pub fn wait_for_room(&self) {
+        let mut b = self
+            .unsynced
+            .batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while *b >= MAX_UNSYNCED {
+            b = self
+                .unsynced
+                .changed
+                .wait(b)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -53,6 +97,8 @@ pub(super) fn spawn(db: &Path, exited: oneshot::Sender<()>) -> StorageResult<Syn
     let mut wal = Wal::new(db);
     let syncs = Arc::new(AtomicU64::new(0));
     let counter = syncs.clone();
+    let unsynced = Arc::new(Unsynced::default());
+    let done = unsynced.clone();
     std::thread::Builder::new()
         .name("sqlite-sync".into())
         .spawn(move || {
@@ -65,14 +111,20 @@ pub(super) fn spawn(db: &Path, exited: oneshot::Sender<()>) -> StorageResult<Syn
                     tracing::error!(error = %e, "fsync of the sqlite WAL failed; writes reported failed");
                 }
                 let flushed = flushed.as_ref().map(|_| ()).map_err(String::as_str);
+                let n = pending.len() as isize;
                 for batch in pending {
                     batch.durable(flushed);
                 }
+                done.add(-n);
             }
             drop(exited);
         })
         .map_err(|e| StorageError::Open(format!("cannot start the sqlite sync thread: {e}")))?;
-    Ok(Syncer { tx, syncs })
+    Ok(Syncer {
+        tx,
+        syncs,
+        unsynced,
+    })
 }
 
 /// The WAL file, opened on first use.

@@ -162,6 +162,11 @@ pub(super) struct WriterStats {
     pub failed_batches: AtomicU64,
     pub largest_batch: AtomicU64,
     pub busy_us: AtomicU64,
+    /// Set by the checkpoint thread: run a RESTART checkpoint before the next batch.
+    pub restart_due: AtomicBool,
+    /// RESTART checkpoints run, and the microseconds they took.
+    pub wal_restarts: AtomicU64,
+    pub wal_restart_us: AtomicU64,
 }
 
 /// The sending side, owned by the store.
@@ -268,6 +273,10 @@ fn run(
             // Every sender is gone and the queue is drained.
             Err(_) => return,
         }
+        if let Some(syncer) = syncer {
+            // Jobs arriving while the previous fsync runs join this batch (see syncer).
+            syncer.wait_for_room();
+        }
         while stop.is_none() && batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(WriterMsg::Job(job)) => batch.push(job),
@@ -282,6 +291,9 @@ fn run(
             }
             commit_batch(conn, &memo, &mut batch, prune, stats, syncer);
         }
+        if stop.is_none() && stats.restart_due.swap(false, Ordering::Relaxed) {
+            restart_wal(conn, stats);
+        }
         if let Some(done) = stop {
             // Jobs queued after the stop are dropped with the receiver: their callers get
             // `Closed`, and none of them was applied.
@@ -289,6 +301,30 @@ fn run(
             drop(done);
             return;
         }
+    }
+}
+
+/// A RESTART checkpoint between batches (see [`super::checkpoint`]): copies what the
+/// checkpoint thread's last pass left, fsyncs the database, and waits for readers to leave
+/// the WAL, so that the next write starts it over. Writes queue meanwhile.
+fn restart_wal(conn: &Connection, stats: &WriterStats) {
+    let started = Instant::now();
+    let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    let took = started.elapsed();
+    stats.wal_restarts.fetch_add(1, Ordering::Relaxed);
+    stats
+        .wal_restart_us
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    match result {
+        // busy = 1: a reader or the checkpoint thread was in the way; the next pass asks again.
+        Ok((busy, wal, done)) => tracing::debug!(busy, wal, done, ?took, "wal restart checkpoint"),
+        Err(e) => tracing::warn!(error = %e, "wal restart checkpoint failed"),
     }
 }
 
