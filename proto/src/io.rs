@@ -6,6 +6,13 @@
 //! about 1 KiB per connection before anything is sent; with tens of thousands of idle clients
 //! that is the whole memory budget (ARCHITECTURE.md, 2 KB per idle connection). A `VecDeque`
 //! behind a mutex allocates only while frames are queued and is shrunk when drained.
+//!
+//! Two ways to run the writer: [`write_loop`], a task for the whole life of the connection
+//! (the client library, server links that send heartbeats when idle), and
+//! [`write_until_idle`], a task that exists only while there is something to write: it parks
+//! the write half in the queue when the queue runs dry and the next [`OutQueue::push_and_wake`]
+//! hands it back to start a new one. An idle client connection then has no writer task at
+//! all (about 600 bytes less each, tens of MB at 50,000 connections).
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,7 +25,6 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::codec::Decoder;
-use tokio_util::sync::CancellationToken;
 
 use crate::codec::{CodecError, PduCodec};
 use crate::other::ImHeartBeat;
@@ -53,6 +59,9 @@ pub enum QueueError {
     },
 }
 
+/// A write half parked in its queue while no writer task runs ([`write_until_idle`]).
+pub type ParkedWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
 #[derive(Default)]
 struct QueueState {
     frames: VecDeque<Bytes>,
@@ -60,14 +69,17 @@ struct QueueState {
     /// No more frames accepted; the writer stops after draining (if `flush_first`) or at once.
     closed: bool,
     flush_first: bool,
+    /// The write half, while no writer task runs.
+    parked: Option<ParkedWriter>,
 }
 
 /// The outbound queue of one connection.
 pub struct OutQueue {
     state: Mutex<QueueState>,
     notify: Notify,
-    /// Cancelled by a close without flush: aborts a write that is stuck on a full socket.
-    abort: CancellationToken,
+    /// Woken by a close without flush (then `closed && !flush_first`): aborts a write that
+    /// is stuck on a full socket.
+    abort: Notify,
     limit: usize,
     /// Frames and bytes ever queued (for stats).
     queued_frames: AtomicU64,
@@ -89,7 +101,7 @@ impl OutQueue {
         OutQueue {
             state: Mutex::new(QueueState::default()),
             notify: Notify::new(),
-            abort: CancellationToken::new(),
+            abort: Notify::new(),
             limit: limit_bytes,
             queued_frames: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
@@ -98,7 +110,15 @@ impl OutQueue {
 
     /// Queues one encoded frame.
     pub fn push(&self, frame: Bytes) -> Result<(), QueueError> {
-        {
+        // A queue served by `write_loop` never has a parked writer; one served by
+        // `write_until_idle` must use `push_and_wake`, and would lose the writer here.
+        self.push_and_wake(frame).map(drop)
+    }
+
+    /// Queues one encoded frame; returns the parked write half if no writer task is running,
+    /// and the caller must then start one ([`write_until_idle`]) with it.
+    pub fn push_and_wake(&self, frame: Bytes) -> Result<Option<ParkedWriter>, QueueError> {
+        let parked = {
             let mut st = self.state.lock().map_err(|_| QueueError::Closed)?;
             if st.closed {
                 return Err(QueueError::Closed);
@@ -113,10 +133,29 @@ impl OutQueue {
             }
             st.bytes += frame.len();
             st.frames.push_back(frame);
-        }
+            st.parked.take()
+        };
         self.queued_frames.fetch_add(1, Ordering::Relaxed);
-        self.notify.notify_one();
-        Ok(())
+        if parked.is_none() {
+            self.notify.notify_one();
+        }
+        Ok(parked)
+    }
+
+    /// Parks `writer` if nothing is queued and the queue is open (the writer task may then
+    /// end, or need not start); otherwise gives it back to keep writing or to finish the
+    /// close.
+    pub fn park(&self, writer: ParkedWriter) -> Option<ParkedWriter> {
+        let Ok(mut st) = self.state.lock() else {
+            return Some(writer);
+        };
+        if st.closed || !st.frames.is_empty() {
+            return Some(writer);
+        }
+        // An idle connection keeps no queue memory.
+        st.frames = VecDeque::new();
+        st.parked = Some(writer);
+        None
     }
 
     /// Frames waiting to be written.
@@ -142,6 +181,14 @@ impl OutQueue {
     /// Stops accepting frames. With `flush` the writer still writes what is queued, then
     /// ends; without, it ends at once and queued frames are dropped.
     pub fn close(&self, flush: bool) {
+        drop(self.close_and_wake(flush));
+    }
+
+    /// [`OutQueue::close`] for a queue served by [`write_until_idle`]: with `flush`, returns
+    /// the parked write half (if no writer task is running) for the caller to start one that
+    /// writes what is left and shuts the stream down; without, a parked half is dropped here.
+    pub fn close_and_wake(&self, flush: bool) -> Option<ParkedWriter> {
+        let mut parked = None;
         if let Ok(mut st) = self.state.lock() {
             if !st.closed {
                 st.closed = true;
@@ -153,11 +200,36 @@ impl OutQueue {
                 st.frames.clear();
                 st.bytes = 0;
             }
+            parked = st.parked.take();
         }
         if !flush {
-            self.abort.cancel();
+            self.abort.notify_waiters();
+            // Dropping the half closes the stream's write side.
+            drop(parked.take());
         }
         self.notify.notify_one();
+        parked
+    }
+
+    /// True once a close without flush was asked for.
+    fn is_aborted(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.closed && !s.flush_first)
+            .unwrap_or(true)
+    }
+
+    /// Resolves once a close without flush was asked for.
+    async fn aborted(&self) {
+        loop {
+            let notified = self.abort.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_aborted() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// True once [`OutQueue::close`] was called.
@@ -208,13 +280,70 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
 ) -> io::Result<u64> {
     let mut buf = BytesMut::new();
     let mut writes = 0u64;
+    let result = write_batches(&mut writer, queue, opts, false, &mut buf, &mut writes)
+        .await
+        .map(drop);
+    let result = finish(&mut writer, queue, result).await;
+    result.map(|()| writes)
+}
+
+/// How [`write_until_idle`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterExit {
+    /// The queue ran dry: the write half is parked in it until the next
+    /// [`OutQueue::push_and_wake`] (or [`OutQueue::close_and_wake`]) hands it out again.
+    Parked,
+    /// The queue was closed: what had to be written was, and the stream was shut down.
+    Closed,
+}
+
+/// The writer of a queue that has a task only while something is queued: writes as
+/// [`write_loop`] does, and when the queue is empty parks `writer` in it and returns.
+/// Heartbeats when idle are not possible here (nothing runs while parked).
+pub async fn write_until_idle(
+    mut writer: ParkedWriter,
+    queue: &OutQueue,
+) -> io::Result<WriterExit> {
+    let mut buf = BytesMut::new();
+    let mut writes = 0u64;
+    let opts = WriteOptions::default();
+    loop {
+        let result = write_batches(&mut writer, queue, opts, true, &mut buf, &mut writes).await;
+        if let Ok(false) = result {
+            match queue.park(writer) {
+                None => return Ok(WriterExit::Parked),
+                Some(back) => {
+                    writer = back;
+                    continue;
+                }
+            }
+        }
+        return finish(&mut writer, queue, result.map(drop))
+            .await
+            .map(|()| WriterExit::Closed);
+    }
+}
+
+/// Writes batches until the queue is closed (`Ok(true)`), an error, or, with `park`, the
+/// queue is empty (`Ok(false)`).
+async fn write_batches<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    queue: &OutQueue,
+    opts: WriteOptions,
+    park: bool,
+    buf: &mut BytesMut,
+    writes: &mut u64,
+) -> io::Result<bool> {
     let mut flush_deadline: Option<tokio::time::Instant> = None;
-    let result = loop {
-        let n = match queue.drain_into(&mut buf) {
-            None => break Ok(()),
+    loop {
+        let n = match queue.drain_into(buf) {
+            None => return Ok(true),
             Some(n) => n,
         };
         if n == 0 {
+            if park {
+                return Ok(false);
+            }
             let idle = async {
                 match opts.heartbeat_when_idle {
                     Some(d) => tokio::time::sleep(d).await,
@@ -223,7 +352,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
             };
             tokio::select! {
                 () = queue.notify.notified() => continue,
-                () = idle => Pdu::from_msg(&ImHeartBeat {}, 0).encode_to(&mut buf),
+                () = idle => Pdu::from_msg(&ImHeartBeat {}, 0).encode_to(buf),
             }
         }
         if flush_deadline.is_none() && queue.is_closed() {
@@ -233,7 +362,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
         // encrypted in its buffer until flushed (tokio-rustls returns from a write once some
         // of it went out).
         let write_all = async {
-            writer.write_all(&buf).await?;
+            writer.write_all(buf).await?;
             writer.flush().await
         };
         let write = async {
@@ -251,26 +380,33 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
         };
         let written = tokio::select! {
             r = write => r,
-            () = queue.abort.cancelled() => break Ok(()),
+            () = queue.aborted() => return Ok(true),
         };
-        if let Err(e) = written {
-            break Err(e);
-        }
-        writes += 1;
+        written?;
+        *writes += 1;
         queue
             .written_bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         if buf.capacity() > KEEP_WRITE_BUFFER {
-            buf = BytesMut::new();
+            *buf = BytesMut::new();
         } else {
             buf.clear();
         }
-    };
-    let aborted = queue.abort.is_cancelled();
+    }
+}
+
+/// The end of a writer: closes the queue (producers see [`QueueError::Closed`]) and, unless
+/// the close was an abort, flushes and shuts the stream down within [`FLUSH_GRACE`].
+async fn finish<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    queue: &OutQueue,
+    result: io::Result<()>,
+) -> io::Result<()> {
+    let aborted = queue.is_aborted();
     queue.close(false);
     if aborted {
         // The peer is not reading; do not wait for it.
-        return result.map(|()| writes);
+        return result;
     }
     let tail = async {
         let flushed = writer.flush().await;
@@ -280,7 +416,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
     let flushed = tokio::time::timeout(FLUSH_GRACE, tail)
         .await
         .unwrap_or(Ok(()));
-    result.and(flushed).map(|()| writes)
+    result.and(flushed)
 }
 
 /// Reads PDUs from a stream, holding (almost) no buffer while the peer is quiet.

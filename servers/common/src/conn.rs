@@ -1,24 +1,28 @@
 //! An accepted connection: identity, outbound queue, timers, statistics.
 //!
-//! Each connection runs two tasks: a reader that decodes PDUs and calls the server's handler
-//! one PDU at a time (so requests of one client are processed in order), and a writer that
-//! drains the outbound queue, many PDUs per write call. Anything may send to a connection
+//! Each connection runs a reader task that decodes PDUs and calls the server's handler one
+//! PDU at a time (so requests of one client are processed in order), and a writer task that
+//! drains the outbound queue, many PDUs per write call. On client links the writer exists
+//! only while something is queued (the write half waits in the queue meanwhile, see
+//! [`im_proto::io::write_until_idle`]); server links, which send heartbeats when idle, keep
+//! theirs. Idle and login deadlines are checked by the listener's sweep
+//! ([`ConnRegistry::sweep`]), not by a timer per connection: with tens of thousands of idle
+//! clients those were a third of each one's memory. Anything may send to a connection
 //! through its [`Conn`] handle; a peer that stops reading fills its queue and is disconnected
 //! as a slow consumer instead of making the server buffer without limit.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use im_proto::codec::LinkKind;
-use im_proto::io::{OutQueue, QueueError};
+use im_proto::io::{OutQueue, ParkedWriter, QueueError, WriterExit, write_until_idle};
 use im_proto::{Command, Pdu};
 use thiserror::Error;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Why a connection was closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +93,48 @@ pub struct ListenerStats {
     pub pdus_in: AtomicU64,
     /// PDUs queued for sending.
     pub pdus_out: AtomicU64,
+    /// Wakes the listener's sweep when a connection's deadline moved close
+    /// ([`SWEEP_EVERY`]).
+    pub(crate) timers: Notify,
+}
+
+/// The longest pause between two sweeps for idle and login deadlines; a deadline closer
+/// than this wakes the sweep early, so short deadlines (tests, file_server's login) keep
+/// their precision.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A one-way "it happened" flag that tasks can wait for: a `CancellationToken` without its
+/// separate allocation (112 bytes per connection, for a tree of children never used here).
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    /// Sets the flag and wakes every waiter.
+    pub(crate) fn cancel(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// True once set.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Resolves once set.
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 pub(crate) struct ConnInner {
@@ -97,15 +143,21 @@ pub(crate) struct ConnInner {
     local: SocketAddr,
     link: LinkKind,
     pub(crate) queue: OutQueue,
-    pub(crate) closed: CancellationToken,
+    pub(crate) closed: Signal,
     close_reason: OnceLock<CloseReason>,
     created: Instant,
     /// Idle timeout in ms (0 = none); changed after login on client links.
     idle_ms: AtomicU64,
     /// Deadline in ms since `created` (0 = none).
     deadline_ms: AtomicU64,
-    /// Wakes the reader when the timers change.
-    pub(crate) rearm: Notify,
+    /// When the last PDU arrived, in ms since `created` (for the idle timeout).
+    pub(crate) last_rx_ms: AtomicU64,
+    /// Writer tasks running (0 or 1, briefly 2 while one parks and the next starts).
+    writers: AtomicUsize,
+    /// Woken when a writer task ends.
+    writer_exit: Notify,
+    /// Where writer tasks are started (a send may come from outside the runtime).
+    runtime: tokio::runtime::Handle,
     user_id: AtomicU32,
     client_type: AtomicU32,
     pub(crate) pdus_in: AtomicU64,
@@ -147,12 +199,15 @@ impl Conn {
                 local,
                 link,
                 queue: OutQueue::new(queue_limit),
-                closed: CancellationToken::new(),
+                closed: Signal::default(),
                 close_reason: OnceLock::new(),
                 created: Instant::now(),
                 idle_ms: AtomicU64::new(idle.map_or(0, |d| d.as_millis() as u64)),
                 deadline_ms: AtomicU64::new(0),
-                rearm: Notify::new(),
+                last_rx_ms: AtomicU64::new(0),
+                writers: AtomicUsize::new(0),
+                writer_exit: Notify::new(),
+                runtime: tokio::runtime::Handle::current(),
                 user_id: AtomicU32::new(0),
                 client_type: AtomicU32::new(0),
                 pdus_in: AtomicU64::new(0),
@@ -197,8 +252,11 @@ impl Conn {
                 cap,
             });
         }
-        match self.inner.queue.push(frame) {
-            Ok(()) => {
+        match self.inner.queue.push_and_wake(frame) {
+            Ok(parked) => {
+                if let Some(writer) = parked {
+                    self.start_writer(writer);
+                }
                 self.inner.pdus_out.fetch_add(1, Ordering::Relaxed);
                 self.inner.stats.pdus_out.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -241,10 +299,62 @@ impl Conn {
         self.inner.closed.cancel();
     }
 
-    /// Closes after everything queued so far has been written (kick, logout).
+    /// Closes after everything queued so far has been written (kick, logout). The reader
+    /// handles no PDU that it reads from now on.
     pub fn close_after_flush(&self, reason: CloseReason) {
         let _ = self.inner.close_reason.set(reason);
-        self.inner.queue.close(true);
+        if let Some(writer) = self.inner.queue.close_and_wake(true) {
+            // Nothing was being written: a writer starts to shut the stream down.
+            self.start_writer(writer);
+        }
+    }
+
+    /// True once a close was asked for (flushing or not).
+    pub(crate) fn closing(&self) -> bool {
+        self.inner.close_reason.get().is_some()
+    }
+
+    /// Starts a writer task for a write half that was parked in the queue (or, at accept,
+    /// not yet given to anyone).
+    pub(crate) fn start_writer(&self, writer: ParkedWriter) {
+        self.inner.writers.fetch_add(1, Ordering::AcqRel);
+        let conn = self.clone();
+        self.inner.runtime.spawn(async move {
+            match write_until_idle(writer, &conn.inner.queue).await {
+                Ok(WriterExit::Parked) => {}
+                Ok(WriterExit::Closed) => conn.inner.closed.cancel(),
+                Err(e) => {
+                    tracing::debug!(conn_id = conn.id(), error = %e, "write failed");
+                    conn.close(CloseReason::Protocol(format!("write: {e}")));
+                }
+            }
+            conn.writer_ended();
+        });
+    }
+
+    /// Records that a writer task (either kind) ended.
+    pub(crate) fn writer_ended(&self) {
+        self.inner.writers.fetch_sub(1, Ordering::AcqRel);
+        self.inner.writer_exit.notify_waiters();
+    }
+
+    /// Counts a writer task started by the caller ([`im_proto::io::write_loop`]).
+    pub(crate) fn writer_started(&self) {
+        self.inner.writers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Resolves once the connection is closed and no writer task runs any more (the last
+    /// one wrote out what a flushing close left and shut the stream down).
+    pub(crate) async fn writers_done(&self) {
+        loop {
+            let notified = self.inner.writer_exit.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.queue.is_closed() && self.inner.writers.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// True once closing started.
@@ -267,7 +377,37 @@ impl Conn {
         self.inner
             .idle_ms
             .store(idle.map_or(0, |d| d.as_millis() as u64), Ordering::Relaxed);
-        self.inner.rearm.notify_one();
+        self.timers_changed();
+    }
+
+    /// Wakes the sweep if this connection now expires before the sweep would look anyway.
+    fn timers_changed(&self) {
+        if self
+            .expiry()
+            .is_some_and(|(at, _)| at <= Instant::now() + SWEEP_EVERY)
+        {
+            self.inner.stats.timers.notify_one();
+        }
+    }
+
+    /// Notes that a PDU arrived now (restarts the idle timeout).
+    pub(crate) fn received(&self) {
+        let ms = self.inner.created.elapsed().as_millis() as u64;
+        self.inner.last_rx_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When this connection expires, and why (the login deadline first).
+    pub(crate) fn expiry(&self) -> Option<(Instant, CloseReason)> {
+        let idle = self.idle_timeout().map(|d| {
+            let last = Duration::from_millis(self.inner.last_rx_ms.load(Ordering::Relaxed));
+            self.inner.created + last + d
+        });
+        match (self.deadline(), idle) {
+            (Some(d), Some(i)) if i < d => Some((i, CloseReason::IdleTimeout)),
+            (Some(d), _) => Some((d, CloseReason::Deadline)),
+            (None, Some(i)) => Some((i, CloseReason::IdleTimeout)),
+            (None, None) => None,
+        }
     }
 
     /// The idle timeout.
@@ -283,7 +423,7 @@ impl Conn {
     pub fn set_deadline(&self, after: Option<Duration>) {
         let ms = after.map_or(0, |d| (d.as_millis() as u64).max(1));
         self.inner.deadline_ms.store(ms, Ordering::Relaxed);
-        self.inner.rearm.notify_one();
+        self.timers_changed();
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -427,6 +567,33 @@ impl ConnRegistry {
     /// True when no connection is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Closes every connection whose deadline or idle timeout has passed; returns when the
+    /// next one will (at the latest [`SWEEP_EVERY`] from now). One pass over tens of
+    /// thousands of connections takes about a millisecond, once a second.
+    pub(crate) fn sweep(&self) -> Instant {
+        let now = Instant::now();
+        let mut next = now + SWEEP_EVERY;
+        let mut expired = Vec::new();
+        for s in self.shards.iter() {
+            let Ok(s) = s.lock() else { continue };
+            for c in s.values() {
+                match c.expiry() {
+                    Some((at, reason)) if at <= now && !c.closing() => {
+                        expired.push((c.clone(), reason));
+                    }
+                    // Closing already: its flush has its own deadline.
+                    Some((at, _)) if at <= now => {}
+                    Some((at, _)) => next = next.min(at),
+                    None => {}
+                }
+            }
+        }
+        for (c, reason) in expired {
+            c.close(reason);
+        }
+        next
     }
 
     /// Every open connection (a snapshot).

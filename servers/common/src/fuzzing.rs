@@ -32,7 +32,6 @@ use im_proto::pdu::Header;
 use im_proto::{Pdu, cid};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
-use tokio_util::sync::CancellationToken;
 
 use crate::conn::{CloseReason, Conn, ConnRegistry};
 use crate::serve::{Handler, ServeOptions, run_connection};
@@ -138,14 +137,7 @@ pub async fn drive<H: Handler>(
         out
     });
     let id = conn.id();
-    let run = run_connection(
-        conn.clone(),
-        read,
-        write,
-        handler,
-        opts,
-        CancellationToken::new(),
-    );
+    let run = run_connection(conn.clone(), read, write, handler, opts);
     if tokio::time::timeout(VIRTUAL_LIMIT, run).await.is_err() {
         panic!("connection still running after {VIRTUAL_LIMIT:?} of virtual time");
     }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use im_proto::codec::{LinkKind, PduCodec};
 use im_proto::io::{FrameReader, WriteOptions, write_loop};
@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::conn::{CloseReason, Conn, ConnRegistry};
+use crate::conn::{CloseReason, Conn, ConnRegistry, SWEEP_EVERY};
 use crate::tls::TlsListen;
 
 /// What a server does with the PDUs of one connection.
@@ -180,9 +180,8 @@ const SECURED_QUEUE: usize = 64;
 
 /// What the accept loop shares with the connections it starts.
 struct Listening<'a> {
-    opts: &'a ServeOptions,
+    opts: &'a Arc<ServeOptions>,
     registry: &'a ConnRegistry,
-    shutdown: &'a CancellationToken,
     tasks: &'a TaskTracker,
 }
 
@@ -201,7 +200,7 @@ impl Listening<'_> {
         H: Handler,
         F: FnMut(&Conn) -> H,
     {
-        let opts = self.opts;
+        let opts = self.opts.clone();
         let conn = Conn::new(
             peer,
             local,
@@ -215,14 +214,30 @@ impl Listening<'_> {
         // looked at the server's state.
         self.registry.insert(&conn);
         let handler = make_handler(&conn);
-        let registry = self.registry.clone();
-        let opts = opts.clone();
-        let shutdown = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            run_connection(conn.clone(), read, write, handler, &opts, shutdown).await;
-            registry.remove(conn.id());
-            drop(permit);
-        });
+        attach_writer(&conn, write, &opts);
+        let registered = Registered {
+            registry: self.registry.clone(),
+            id: conn.id(),
+            _permit: permit,
+        };
+        // The reader future itself is the task (no wrapping block that would hold a second
+        // copy of its arguments in every idle connection's memory).
+        self.tasks
+            .spawn(read_loop(conn, read, handler, opts, Some(registered)));
+    }
+}
+
+/// A connection's place in the registry and under the connection limit, given up when its
+/// reader ends.
+struct Registered {
+    registry: ConnRegistry,
+    id: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
     }
 }
 
@@ -248,18 +263,30 @@ async fn accept_loop<H, F>(
     crate::net::widen_backlog(&listener);
     let local = listener.local_addr().ok();
     tracing::info!(listener = opts.name, addr = ?local, tls = tls.is_some(), "listening");
+    let shared_opts = Arc::new(opts.clone());
     let listening = Listening {
-        opts: &opts,
+        opts: &shared_opts,
         registry: &registry,
-        shutdown: &shutdown,
         tasks: &tasks,
     };
+    // Idle and login deadlines of this listener's connections (see `ConnRegistry::sweep`).
+    let mut next_sweep = tokio::time::Instant::now() + SWEEP_EVERY;
+    let first_idle = opts.idle_timeout.unwrap_or(SWEEP_EVERY).min(SWEEP_EVERY);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             Some(s) = secured_rx.recv(), if tls.is_some() => {
                 let split = tokio::io::split(s.stream);
                 listening.start(&mut make_handler, split, s.peer, s.local, s.permit);
+                next_sweep = next_sweep.min(tokio::time::Instant::now() + first_idle);
+                continue;
+            }
+            () = tokio::time::sleep_until(next_sweep) => {
+                next_sweep = registry.sweep().into();
+                continue;
+            }
+            () = registry.stats().timers.notified() => {
+                next_sweep = registry.sweep().into();
                 continue;
             }
             () = shutdown.cancelled() => break,
@@ -293,7 +320,10 @@ async fn accept_loop<H, F>(
         let local = stream.local_addr().unwrap_or(peer);
         match &tls {
             // Owned halves: no lock between reader and writer on the plain path.
-            None => listening.start(&mut make_handler, stream.into_split(), peer, local, permit),
+            None => {
+                listening.start(&mut make_handler, stream.into_split(), peer, local, permit);
+                next_sweep = next_sweep.min(tokio::time::Instant::now() + first_idle);
+            }
             Some(tls) => {
                 let (tls, tx, name) = (tls.clone(), secured_tx.clone(), opts.name);
                 let (stats, shutdown) = (registry.stats().clone(), shutdown.clone());
@@ -325,6 +355,10 @@ async fn accept_loop<H, F>(
     drop(listener);
     // Handshakes that finish from now on find the channel closed and drop their connection.
     drop(secured_rx);
+    // Every connection finishes the PDU it is handling, writes out what is queued and ends.
+    for c in registry.all() {
+        c.close_after_flush(CloseReason::Shutdown);
+    }
     tasks.close();
     if tokio::time::timeout(opts.shutdown_grace, tasks.wait())
         .await
@@ -343,51 +377,70 @@ async fn accept_loop<H, F>(
     tracing::info!(listener = opts.name, "stopped");
 }
 
-/// Runs one connection: a writer task and this reader loop. Exposed for servers that accept
-/// through other means (TLS) and for tests.
-pub async fn run_connection<R, W, H>(
-    conn: Conn,
-    read: R,
-    write: W,
-    mut handler: H,
-    opts: &ServeOptions,
-    shutdown: CancellationToken,
-) where
+/// Runs one connection: this reader loop and its writer (a task while something is queued,
+/// or for the whole connection on links that send heartbeats when idle). Exposed for the
+/// fuzzing kit and tests; idle and login deadlines are enforced only by [`serve`]'s sweep,
+/// and shutdown reaches the connection through [`Conn::close_after_flush`].
+pub async fn run_connection<R, W, H>(conn: Conn, read: R, write: W, handler: H, opts: &ServeOptions)
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let writer = {
-        let conn = conn.clone();
-        let wopts = WriteOptions {
-            heartbeat_when_idle: opts.heartbeat_when_idle,
-        };
-        tokio::spawn(async move {
-            if let Err(e) = write_loop(write, &conn.inner.queue, wopts).await {
-                tracing::debug!(conn_id = conn.id(), error = %e, "write failed");
-                conn.close(CloseReason::Protocol(format!("write: {e}")));
-            }
-            // The writer ending (flush-close done) ends the reader too.
-            conn.inner.closed.cancel();
-        })
-    };
+    attach_writer(&conn, write, opts);
+    read_loop(conn, read, handler, Arc::new(opts.clone()), None).await;
+}
 
+/// Gives the connection its write half: parked in the queue until there is something to
+/// write, or (links that send heartbeats when idle) a writer task for the whole connection.
+fn attach_writer<W>(conn: &Conn, write: W, opts: &ServeOptions)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    match opts.heartbeat_when_idle {
+        None => {
+            // Parked until there is something to write: the first send starts a writer.
+            if let Some(parked) = conn.inner.queue.park(Box::new(write)) {
+                conn.start_writer(parked);
+            }
+        }
+        Some(_) => {
+            let wopts = WriteOptions {
+                heartbeat_when_idle: opts.heartbeat_when_idle,
+            };
+            conn.writer_started();
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                if let Err(e) = write_loop(write, &conn.inner.queue, wopts).await {
+                    tracing::debug!(conn_id = conn.id(), error = %e, "write failed");
+                    conn.close(CloseReason::Protocol(format!("write: {e}")));
+                }
+                // The writer ending (flush-close done) ends the reader too.
+                conn.inner.closed.cancel();
+                conn.writer_ended();
+            });
+        }
+    }
+}
+
+/// The reader: one PDU at a time to the handler until the connection closes; then the
+/// handler's `on_close`, and the end of the writer.
+async fn read_loop<R, H>(
+    conn: Conn,
+    read: R,
+    mut handler: H,
+    opts: Arc<ServeOptions>,
+    registered: Option<Registered>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    H: Handler,
+{
     let mut frames = FrameReader::new(read, PduCodec::new(opts.link));
-    let mut last_rx = Instant::now();
     let reason = loop {
-        let wake = next_timer(&conn, last_rx);
         let next = tokio::select! {
             biased;
             () = conn.inner.closed.cancelled() => break None,
-            () = shutdown.cancelled() => break Some(CloseReason::Shutdown),
             n = frames.next() => n,
-            () = conn.inner.rearm.notified() => continue,
-            () = sleep_until_opt(wake) => {
-                match expired(&conn, last_rx) {
-                    Some(r) => break Some(r),
-                    None => continue,
-                }
-            }
         };
         let pdu = match next {
             None => break Some(CloseReason::PeerClosed),
@@ -404,12 +457,16 @@ pub async fn run_connection<R, W, H>(
             }
             Some(Ok(pdu)) => pdu,
         };
-        last_rx = Instant::now();
+        conn.received();
         conn.inner
             .bytes_in
             .store(frames.bytes_read(), Ordering::Relaxed);
         conn.inner.pdus_in.fetch_add(1, Ordering::Relaxed);
         conn.inner.stats.pdus_in.fetch_add(1, Ordering::Relaxed);
+        if conn.closing() {
+            // Kicked, logged out or shutting down: what arrives now is not handled.
+            break None;
+        }
         if pdu.command_id() == cid::CID_OTHER_HEARTBEAT {
             if opts.echo_heartbeat {
                 let _ = conn.send_pdu(&pdu);
@@ -420,6 +477,7 @@ pub async fn run_connection<R, W, H>(
         // little memory however large the handler's futures are.
         Box::pin(handler.on_pdu(&conn, pdu)).await;
     };
+    drop(frames);
     if let Some(reason) = reason {
         let flush = matches!(reason, CloseReason::Shutdown | CloseReason::PeerClosed);
         if flush {
@@ -431,31 +489,6 @@ pub async fn run_connection<R, W, H>(
     Box::pin(handler.on_close(&conn)).await;
     tracing::debug!(listener = opts.name, conn_id = conn.id(), peer = %conn.peer(),
         reason = %conn.close_reason().map(|r| r.to_string()).unwrap_or_default(), "connection closed");
-    let _ = writer.await;
-}
-
-fn next_timer(conn: &Conn, last_rx: Instant) -> Option<Instant> {
-    let idle = conn.idle_timeout().map(|d| last_rx + d);
-    match (idle, conn.deadline()) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn expired(conn: &Conn, last_rx: Instant) -> Option<CloseReason> {
-    let now = Instant::now();
-    if conn.deadline().is_some_and(|d| d <= now) {
-        return Some(CloseReason::Deadline);
-    }
-    if conn.idle_timeout().is_some_and(|d| last_rx + d <= now) {
-        return Some(CloseReason::IdleTimeout);
-    }
-    None
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
+    conn.writers_done().await;
+    drop(registered);
 }
