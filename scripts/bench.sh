@@ -14,9 +14,9 @@
 #   3. latency: the same chat, open model at half the maximum acked rate
 #   4. group fan-out: 500 users in temporary groups of 50, 200 msgs/s offered
 #   5. idle connections: IM_BENCH_IDLE users (default 50,000) logged in and idle; memory per
-#      connection from the msg_servers' admin stats (a third msg_server is started so that no
-#      process needs more than ~17,000 sockets; imctl splits itself over worker processes
-#      for the same reason)
+#      connection from the msg_servers' admin stats, on msg_servers restarted for it (a
+#      third msg_server is started so that no process needs more than ~17,000 sockets;
+#      imctl splits itself over worker processes for the same reason)
 #
 # Users: bench00001..benchNNNNN, password 123456, created through db_proxy_server's admin port
 # by the first run that needs them (`imctl bench --create-users`, names already taken are
@@ -114,6 +114,15 @@ suite() {
   "$imctl" "${cfg[@]}" bench group --users 500 --group-size 50 --rate 200 --create-users \
     --warmup "$warmup" --duration "$duration" "${common[@]}" \
     --out-json "$dir/group.json" --out-md "$dir/group.md" >/dev/null || true
+
+  # Fresh msg_servers for the idle run: memory growth on processes warmed by the chat runs
+  # is mostly heap being reused, not what a connection costs.
+  for ms in msg_server-1 msg_server-2; do
+    kill "$(cat "$run/$ms.pid")" 2>/dev/null || true
+  done
+  sleep 2
+  RUST_LOG=warn "$repo/scripts/cluster.sh" up >/dev/null
+  sleep 2
 
   echo "bench.sh [$label] $idle idle connections" >&2
   "$imctl" "${cfg[@]}" --admin "$all_ms" bench idle --users "$idle" --create-users --hold 5 \

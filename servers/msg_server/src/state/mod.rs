@@ -104,7 +104,8 @@ impl Sessions {
     pub fn attach(&self, user: u32, entry: ConnEntry, nick: &str) {
         let mut s = self.shard(user);
         let u = s.entry(user).or_insert_with(|| UserEntry {
-            conns: Vec::new(),
+            // Most users have one connection; a first push would reserve four.
+            conns: Vec::with_capacity(1),
             pc_login: PcLogin::Unknown,
             nick: Arc::from(nick),
         });
