@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -59,6 +59,41 @@ pub enum QueueError {
     },
 }
 
+/// A one-way "it happened" flag that tasks can wait for: a `CancellationToken` without its
+/// separate allocation (112 bytes, for a tree of children never used here), which matters
+/// once per idle connection.
+#[derive(Debug, Default)]
+pub struct Signal {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    /// Sets the flag and wakes every waiter.
+    pub fn cancel(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// True once set.
+    pub fn is_cancelled(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Resolves once set.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A write half parked in its queue while no writer task runs ([`write_until_idle`]).
 pub type ParkedWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -77,9 +112,8 @@ struct QueueState {
 pub struct OutQueue {
     state: Mutex<QueueState>,
     notify: Notify,
-    /// Woken by a close without flush (then `closed && !flush_first`): aborts a write that
-    /// is stuck on a full socket.
-    abort: Notify,
+    /// Set by a close without flush: aborts a write that is stuck on a full socket.
+    abort: Signal,
     limit: usize,
     /// Frames and bytes ever queued (for stats).
     queued_frames: AtomicU64,
@@ -101,7 +135,7 @@ impl OutQueue {
         OutQueue {
             state: Mutex::new(QueueState::default()),
             notify: Notify::new(),
-            abort: Notify::new(),
+            abort: Signal::default(),
             limit: limit_bytes,
             queued_frames: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
@@ -203,33 +237,12 @@ impl OutQueue {
             parked = st.parked.take();
         }
         if !flush {
-            self.abort.notify_waiters();
+            self.abort.cancel();
             // Dropping the half closes the stream's write side.
             drop(parked.take());
         }
         self.notify.notify_one();
         parked
-    }
-
-    /// True once a close without flush was asked for.
-    fn is_aborted(&self) -> bool {
-        self.state
-            .lock()
-            .map(|s| s.closed && !s.flush_first)
-            .unwrap_or(true)
-    }
-
-    /// Resolves once a close without flush was asked for.
-    async fn aborted(&self) {
-        loop {
-            let notified = self.abort.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_aborted() {
-                return;
-            }
-            notified.await;
-        }
     }
 
     /// True once [`OutQueue::close`] was called.
@@ -380,7 +393,7 @@ async fn write_batches<W: AsyncWrite + Unpin>(
         };
         let written = tokio::select! {
             r = write => r,
-            () = queue.aborted() => return Ok(true),
+            () = queue.abort.cancelled() => return Ok(true),
         };
         written?;
         *writes += 1;
@@ -402,7 +415,7 @@ async fn finish<W: AsyncWrite + Unpin>(
     queue: &OutQueue,
     result: io::Result<()>,
 ) -> io::Result<()> {
-    let aborted = queue.is_aborted();
+    let aborted = queue.abort.is_cancelled();
     queue.close(false);
     if aborted {
         // The peer is not reading; do not wait for it.

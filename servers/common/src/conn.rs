@@ -13,13 +13,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use im_proto::codec::LinkKind;
-use im_proto::io::{OutQueue, ParkedWriter, QueueError, WriterExit, write_until_idle};
+use im_proto::io::{OutQueue, ParkedWriter, QueueError, Signal, WriterExit, write_until_idle};
 use im_proto::{Command, Pdu};
 use thiserror::Error;
 use tokio::sync::Notify;
@@ -102,40 +102,6 @@ pub struct ListenerStats {
 /// than this wakes the sweep early, so short deadlines (tests, file_server's login) keep
 /// their precision.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// A one-way "it happened" flag that tasks can wait for: a `CancellationToken` without its
-/// separate allocation (112 bytes per connection, for a tree of children never used here).
-#[derive(Debug, Default)]
-pub(crate) struct Signal {
-    set: AtomicBool,
-    notify: Notify,
-}
-
-impl Signal {
-    /// Sets the flag and wakes every waiter.
-    pub(crate) fn cancel(&self) {
-        self.set.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// True once set.
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.set.load(Ordering::Acquire)
-    }
-
-    /// Resolves once set.
-    pub(crate) async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
 
 pub(crate) struct ConnInner {
     id: u64,
