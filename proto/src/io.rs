@@ -28,7 +28,7 @@ use tokio_util::codec::Decoder;
 
 use crate::codec::{CodecError, PduCodec};
 use crate::other::ImHeartBeat;
-use crate::pdu::Pdu;
+use crate::pdu::{HEADER_LEN, Pdu};
 
 /// Largest batch written in one call (a few socket buffers' worth).
 pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
@@ -82,15 +82,34 @@ impl Signal {
 
     /// Resolves once set.
     pub async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
+        wait_until(&self.notify, || self.is_cancelled()).await;
+    }
+
+    /// Wakes every waiter without setting the flag: lets a task that waits for the flag
+    /// *or* something else (see [`wait_until`]) share this signal's waiter list instead of
+    /// keeping a `Notify` of its own.
+    pub fn wake_waiters(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once `done` is true, re-checked whenever the signal is set or
+    /// [`Signal::wake_waiters`] is called.
+    pub async fn wait_until(&self, done: impl Fn() -> bool) {
+        wait_until(&self.notify, done).await;
+    }
+}
+
+/// Resolves once `done()` is true, re-checked each time `notify` wakes this waiter (wakes
+/// for other reasons are harmless: the condition is checked again).
+async fn wait_until(notify: &Notify, done: impl Fn() -> bool) {
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if done() {
+            return;
         }
+        notified.await;
     }
 }
 
@@ -111,9 +130,12 @@ struct QueueState {
 /// The outbound queue of one connection.
 pub struct OutQueue {
     state: Mutex<QueueState>,
+    /// Wakes the writer: a frame was queued, the queue was closed, or it was aborted. One
+    /// `Notify` for all three (each waiter re-checks what it waits for) because every idle
+    /// connection carries this struct.
     notify: Notify,
     /// Set by a close without flush: aborts a write that is stuck on a full socket.
-    abort: Signal,
+    aborted: AtomicBool,
     limit: usize,
     /// Frames and bytes ever queued (for stats).
     queued_frames: AtomicU64,
@@ -135,7 +157,7 @@ impl OutQueue {
         OutQueue {
             state: Mutex::new(QueueState::default()),
             notify: Notify::new(),
-            abort: Signal::default(),
+            aborted: AtomicBool::new(false),
             limit: limit_bytes,
             queued_frames: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
@@ -237,12 +259,19 @@ impl OutQueue {
             parked = st.parked.take();
         }
         if !flush {
-            self.abort.cancel();
+            self.aborted.store(true, Ordering::Release);
+            // A writer stuck in a write waits in `notify_waiters`' list, not for a permit.
+            self.notify.notify_waiters();
             // Dropping the half closes the stream's write side.
             drop(parked.take());
         }
         self.notify.notify_one();
         parked
+    }
+
+    /// True once closed without flush.
+    fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
     }
 
     /// True once [`OutQueue::close`] was called.
@@ -393,7 +422,7 @@ async fn write_batches<W: AsyncWrite + Unpin>(
         };
         let written = tokio::select! {
             r = write => r,
-            () = queue.abort.cancelled() => return Ok(true),
+            () = wait_until(&queue.notify, || queue.is_aborted()) => return Ok(true),
         };
         written?;
         *writes += 1;
@@ -415,7 +444,7 @@ async fn finish<W: AsyncWrite + Unpin>(
     queue: &OutQueue,
     result: io::Result<()>,
 ) -> io::Result<()> {
-    let aborted = queue.abort.is_cancelled();
+    let aborted = queue.is_aborted();
     queue.close(false);
     if aborted {
         // The peer is not reading; do not wait for it.
@@ -486,13 +515,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 };
             }
             if self.buf.is_empty() {
-                // Nothing partial to keep: release the previous allocation. When idle the
-                // read below then allocates only a minimal chunk.
-                self.buf = if self.hot {
-                    BytesMut::with_capacity(HOT_READ_BYTES)
-                } else {
-                    BytesMut::new()
-                };
+                // Nothing partial to keep: release the previous allocation.
+                if !self.hot {
+                    // Quiet peer: wait without holding a buffer (a read into an empty
+                    // `BytesMut` would allocate one first). What arrives lands in a
+                    // header-sized array and moves into a buffer of its own; the codec then
+                    // reserves toward the frame's announced length.
+                    self.buf = BytesMut::new();
+                    let mut head = [0u8; HEADER_LEN];
+                    match self.reader.read(&mut head).await {
+                        Ok(0) => self.eof = true,
+                        Ok(n) => {
+                            self.bytes_read += n as u64;
+                            self.buf = BytesMut::from(&head[..n]);
+                        }
+                        Err(e) => return Some(Err(CodecError::Io(e))),
+                    }
+                    continue;
+                }
+                self.buf = BytesMut::with_capacity(HOT_READ_BYTES);
             }
             let before = self.buf.capacity() - self.buf.len();
             match self.reader.read_buf(&mut self.buf).await {
@@ -520,8 +561,10 @@ mod tests {
     use std::task::{Context, Poll};
 
     use super::*;
+    use crate::cid;
     use crate::codec::LinkKind;
     use crate::message::ImClientTimeRsp;
+    use crate::pdu::Header;
 
     /// Counts write calls, accepting everything.
     #[derive(Clone, Default)]
@@ -642,5 +685,80 @@ mod tests {
             r.next().await,
             Some(Err(CodecError::Truncated { have: 4, need: 18 }))
         ));
+    }
+
+    /// Hands out its chunks one per read (as much of each as fits), remembering how much
+    /// room every read offered; then the end of the stream.
+    struct Chunks {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        offered: Vec<usize>,
+    }
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.offered.push(buf.remaining());
+            if let Some(mut chunk) = self.chunks.pop_front() {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.chunks.push_front(chunk.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_quiet_reader_waits_in_a_header_sized_array() {
+        let beat = Pdu::from_msg(&ImHeartBeat {}, 0).to_frame();
+        let big = Pdu::from_msg(&ImClientTimeRsp { server_time: 7 }, 2).to_frame();
+        let padded = Pdu::new(Header::new(0, 0x0701, 9), Bytes::from(vec![0u8; 300]));
+        let padded = padded.to_frame();
+        let mut burst = Vec::new();
+        for _ in 0..3 {
+            burst.extend_from_slice(&padded);
+        }
+        let chunks = vec![
+            beat.to_vec(),
+            big[..10].to_vec(),
+            big[10..].to_vec(),
+            burst.clone(),
+        ];
+        let reader = Chunks {
+            chunks: chunks.into(),
+            offered: Vec::new(),
+        };
+        let mut r = FrameReader::new(reader, PduCodec::new(LinkKind::Client));
+        let mut got = Vec::new();
+        while let Some(p) = r.next().await {
+            let p = p.expect("valid frames");
+            got.push((p.command_id(), p.body.len()));
+        }
+        let want_big = big.len() - HEADER_LEN;
+        assert_eq!(
+            got,
+            vec![
+                (cid::CID_OTHER_HEARTBEAT, 0),
+                (cid::CID_MSG_TIME_RESPONSE, want_big),
+                (0x0701, 300),
+                (0x0701, 300),
+                (0x0701, 300),
+            ]
+        );
+        assert_eq!(
+            r.bytes_read(),
+            (beat.len() + big.len() + burst.len()) as u64
+        );
+        let offered = &r.get_ref().offered;
+        // Every wait that starts with nothing buffered offers exactly one header: no
+        // buffer is allocated before the peer sends something.
+        assert_eq!(offered[0], HEADER_LEN, "first wait: {offered:?}");
+        assert_eq!(offered[1], HEADER_LEN, "after the heartbeat: {offered:?}");
+        // The rest of a frame is read into room the codec reserved for it.
+        assert!(offered.iter().any(|&o| o > HEADER_LEN), "{offered:?}");
     }
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use im_proto::codec::LinkKind;
 use im_proto::io::{OutQueue, ParkedWriter, QueueError, Signal, WriterExit, write_until_idle};
 use im_proto::{Command, Pdu};
@@ -96,6 +97,9 @@ pub struct ListenerStats {
     /// Wakes the listener's sweep when a connection's deadline moved close
     /// ([`SWEEP_EVERY`]).
     pub(crate) timers: Notify,
+    /// Where writer tasks are started (a send may come from outside the runtime); kept here
+    /// rather than in every connection.
+    runtime: OnceLock<tokio::runtime::Handle>,
 }
 
 /// The longest pause between two sweeps for idle and login deadlines; a deadline closer
@@ -103,27 +107,29 @@ pub struct ListenerStats {
 /// their precision.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// Every field here is paid for by every idle connection: shared things live in
+/// [`ListenerStats`], and one [`Signal`] serves both "closed" and "a writer task ended".
 pub(crate) struct ConnInner {
     id: u64,
     peer: SocketAddr,
-    local: SocketAddr,
     link: LinkKind,
     pub(crate) queue: OutQueue,
+    /// Set when the connection is closed; also woken (without being set) when a writer task
+    /// ends, for [`Conn::writers_done`].
     pub(crate) closed: Signal,
+    /// The reader, woken when `closed` is set (a `Notify` waiter in the reader's future
+    /// would cost every idle connection more than this).
+    pub(crate) reader: AtomicWaker,
     close_reason: OnceLock<CloseReason>,
     created: Instant,
     /// Idle timeout in ms (0 = none); changed after login on client links.
-    idle_ms: AtomicU64,
+    idle_ms: AtomicU32,
     /// Deadline in ms since `created` (0 = none).
-    deadline_ms: AtomicU64,
+    deadline_ms: AtomicU32,
     /// When the last PDU arrived, in ms since `created` (for the idle timeout).
     pub(crate) last_rx_ms: AtomicU64,
     /// Writer tasks running (0 or 1, briefly 2 while one parks and the next starts).
     writers: AtomicUsize,
-    /// Woken when a writer task ends.
-    writer_exit: Notify,
-    /// Where writer tasks are started (a send may come from outside the runtime).
-    runtime: tokio::runtime::Handle,
     user_id: AtomicU32,
     client_type: AtomicU32,
     pub(crate) pdus_in: AtomicU64,
@@ -152,28 +158,26 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 impl Conn {
     pub(crate) fn new(
         peer: SocketAddr,
-        local: SocketAddr,
         link: LinkKind,
         queue_limit: usize,
         idle: Option<Duration>,
         stats: Arc<ListenerStats>,
     ) -> Conn {
+        stats.runtime.get_or_init(tokio::runtime::Handle::current);
         Conn {
             inner: Arc::new(ConnInner {
                 id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
                 peer,
-                local,
                 link,
                 queue: OutQueue::new(queue_limit),
                 closed: Signal::default(),
+                reader: AtomicWaker::new(),
                 close_reason: OnceLock::new(),
                 created: Instant::now(),
-                idle_ms: AtomicU64::new(idle.map_or(0, |d| d.as_millis() as u64)),
-                deadline_ms: AtomicU64::new(0),
+                idle_ms: AtomicU32::new(idle.map_or(0, millis_u32)),
+                deadline_ms: AtomicU32::new(0),
                 last_rx_ms: AtomicU64::new(0),
                 writers: AtomicUsize::new(0),
-                writer_exit: Notify::new(),
-                runtime: tokio::runtime::Handle::current(),
                 user_id: AtomicU32::new(0),
                 client_type: AtomicU32::new(0),
                 pdus_in: AtomicU64::new(0),
@@ -192,11 +196,6 @@ impl Conn {
     /// Peer address.
     pub fn peer(&self) -> SocketAddr {
         self.inner.peer
-    }
-
-    /// Local address.
-    pub fn local(&self) -> SocketAddr {
-        self.inner.local
     }
 
     /// Link kind (decides caps).
@@ -262,7 +261,13 @@ impl Conn {
     pub fn close(&self, reason: CloseReason) {
         let _ = self.inner.close_reason.set(reason);
         self.inner.queue.close(false);
+        self.mark_closed();
+    }
+
+    /// Sets `closed` and wakes the reader.
+    pub(crate) fn mark_closed(&self) {
         self.inner.closed.cancel();
+        self.inner.reader.wake();
     }
 
     /// Closes after everything queued so far has been written (kick, logout). The reader
@@ -285,23 +290,29 @@ impl Conn {
     pub(crate) fn start_writer(&self, writer: ParkedWriter) {
         self.inner.writers.fetch_add(1, Ordering::AcqRel);
         let conn = self.clone();
-        self.inner.runtime.spawn(async move {
+        let runtime = self.inner.stats.runtime.get();
+        let task = async move {
             match write_until_idle(writer, &conn.inner.queue).await {
                 Ok(WriterExit::Parked) => {}
-                Ok(WriterExit::Closed) => conn.inner.closed.cancel(),
+                Ok(WriterExit::Closed) => conn.mark_closed(),
                 Err(e) => {
                     tracing::debug!(conn_id = conn.id(), error = %e, "write failed");
                     conn.close(CloseReason::Protocol(format!("write: {e}")));
                 }
             }
             conn.writer_ended();
-        });
+        };
+        match runtime {
+            Some(rt) => drop(rt.spawn(task)),
+            // Set by `Conn::new`, which runs in the runtime.
+            None => drop(tokio::spawn(task)),
+        }
     }
 
     /// Records that a writer task (either kind) ended.
     pub(crate) fn writer_ended(&self) {
         self.inner.writers.fetch_sub(1, Ordering::AcqRel);
-        self.inner.writer_exit.notify_waiters();
+        self.inner.closed.wake_waiters();
     }
 
     /// Counts a writer task started by the caller ([`im_proto::io::write_loop`]).
@@ -312,15 +323,12 @@ impl Conn {
     /// Resolves once the connection is closed and no writer task runs any more (the last
     /// one wrote out what a flushing close left and shut the stream down).
     pub(crate) async fn writers_done(&self) {
-        loop {
-            let notified = self.inner.writer_exit.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.queue.is_closed() && self.inner.writers.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.inner
+            .closed
+            .wait_until(|| {
+                self.inner.queue.is_closed() && self.inner.writers.load(Ordering::Acquire) == 0
+            })
+            .await;
     }
 
     /// True once closing started.
@@ -342,7 +350,7 @@ impl Conn {
     pub fn set_idle_timeout(&self, idle: Option<Duration>) {
         self.inner
             .idle_ms
-            .store(idle.map_or(0, |d| d.as_millis() as u64), Ordering::Relaxed);
+            .store(idle.map_or(0, millis_u32), Ordering::Relaxed);
         self.timers_changed();
     }
 
@@ -380,14 +388,14 @@ impl Conn {
     pub fn idle_timeout(&self) -> Option<Duration> {
         match self.inner.idle_ms.load(Ordering::Relaxed) {
             0 => None,
-            ms => Some(Duration::from_millis(ms)),
+            ms => Some(Duration::from_millis(u64::from(ms))),
         }
     }
 
     /// Closes the connection (reason [`CloseReason::Deadline`]) when `after` has passed since
     /// accept, unless cleared with `None`.
     pub fn set_deadline(&self, after: Option<Duration>) {
-        let ms = after.map_or(0, |d| (d.as_millis() as u64).max(1));
+        let ms = after.map_or(0, |d| millis_u32(d).max(1));
         self.inner.deadline_ms.store(ms, Ordering::Relaxed);
         self.timers_changed();
     }
@@ -395,7 +403,7 @@ impl Conn {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.inner.deadline_ms.load(Ordering::Relaxed) {
             0 => None,
-            ms => Some(self.inner.created + Duration::from_millis(ms)),
+            ms => Some(self.inner.created + Duration::from_millis(u64::from(ms))),
         }
     }
 
@@ -435,6 +443,12 @@ impl Conn {
             queue_depth: self.queue_depth(),
         }
     }
+}
+
+/// Milliseconds of `d` for the idle timeout and deadline, whose u32 covers 49 days (longer
+/// is taken as 49 days).
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// Counters of one connection.

@@ -101,10 +101,8 @@ pub fn peer_addr() -> SocketAddr {
 
 /// Builds a connection handle as `serve` would, registered in `registry`.
 pub fn conn(opts: &ServeOptions, registry: &ConnRegistry) -> Conn {
-    let local = SocketAddr::from(([127, 0, 0, 1], 8000));
     let conn = Conn::new(
         peer_addr(),
-        local,
         opts.link,
         opts.queue_limit,
         opts.idle_timeout,

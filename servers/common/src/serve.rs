@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use im_proto::codec::{LinkKind, PduCodec};
@@ -171,7 +172,6 @@ pub async fn serve_plain_and_tls<H, F>(
 struct Secured {
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
-    local: SocketAddr,
     permit: OwnedSemaphorePermit,
 }
 
@@ -192,7 +192,6 @@ impl Listening<'_> {
         make_handler: &mut F,
         (read, write): (R, W),
         peer: SocketAddr,
-        local: SocketAddr,
         permit: OwnedSemaphorePermit,
     ) where
         R: AsyncRead + Unpin + Send + 'static,
@@ -203,7 +202,6 @@ impl Listening<'_> {
         let opts = self.opts.clone();
         let conn = Conn::new(
             peer,
-            local,
             opts.link,
             opts.queue_limit,
             opts.idle_timeout,
@@ -277,7 +275,7 @@ async fn accept_loop<H, F>(
             a = listener.accept() => a,
             Some(s) = secured_rx.recv(), if tls.is_some() => {
                 let split = tokio::io::split(s.stream);
-                listening.start(&mut make_handler, split, s.peer, s.local, s.permit);
+                listening.start(&mut make_handler, split, s.peer, s.permit);
                 next_sweep = next_sweep.min(tokio::time::Instant::now() + first_idle);
                 continue;
             }
@@ -317,11 +315,10 @@ async fn accept_loop<H, F>(
         };
         registry.stats().accepted.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
         match &tls {
             // Owned halves: no lock between reader and writer on the plain path.
             None => {
-                listening.start(&mut make_handler, stream.into_split(), peer, local, permit);
+                listening.start(&mut make_handler, stream.into_split(), peer, permit);
                 next_sweep = next_sweep.min(tokio::time::Instant::now() + first_idle);
             }
             Some(tls) => {
@@ -337,7 +334,6 @@ async fn accept_loop<H, F>(
                             let secured = Secured {
                                 stream,
                                 peer,
-                                local,
                                 permit,
                             };
                             // Fails only when the loop has stopped: the connection is dropped.
@@ -416,7 +412,7 @@ where
                     conn.close(CloseReason::Protocol(format!("write: {e}")));
                 }
                 // The writer ending (flush-close done) ends the reader too.
-                conn.inner.closed.cancel();
+                conn.mark_closed();
                 conn.writer_ended();
             });
         }
@@ -425,70 +421,89 @@ where
 
 /// The reader: one PDU at a time to the handler until the connection closes; then the
 /// handler's `on_close`, and the end of the writer.
-async fn read_loop<R, H>(
+///
+/// Not an `async fn`: that would store its arguments twice in the future (as arguments and
+/// as the locals they move into), and this future is most of an idle connection's memory.
+/// The block below captures each once.
+fn read_loop<R, H>(
     conn: Conn,
     read: R,
     mut handler: H,
     opts: Arc<ServeOptions>,
     registered: Option<Registered>,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     R: AsyncRead + Unpin + Send + 'static,
     H: Handler,
 {
     let mut frames = FrameReader::new(read, PduCodec::new(opts.link));
-    let reason = loop {
-        let next = tokio::select! {
-            biased;
-            () = conn.inner.closed.cancelled() => break None,
-            n = frames.next() => n,
-        };
-        let pdu = match next {
-            None => break Some(CloseReason::PeerClosed),
-            Some(Err(e)) => {
-                conn.inner
-                    .stats
-                    .protocol_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    listener = opts.name, conn_id = conn.id(), peer = %conn.peer(),
-                    error = %e, "closing connection: bad frame"
-                );
-                break Some(CloseReason::Protocol(e.to_string()));
+    async move {
+        let reason = loop {
+            // Stops at a close (`Conn::mark_closed` wakes `reader`): a waker slot in the
+            // connection instead of a `Notify` waiter in this future, which every idle
+            // connection would carry.
+            let next = {
+                let read = frames.next();
+                tokio::pin!(read);
+                std::future::poll_fn(|cx| {
+                    conn.inner.reader.register(cx.waker());
+                    if conn.inner.closed.is_cancelled() {
+                        return Poll::Ready(None);
+                    }
+                    read.as_mut().poll(cx).map(Some)
+                })
+                .await
+            };
+            let pdu = match next {
+                None => break None,
+                Some(None) => break Some(CloseReason::PeerClosed),
+                Some(Some(Err(e))) => {
+                    conn.inner
+                        .stats
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        listener = opts.name, conn_id = conn.id(), peer = %conn.peer(),
+                        error = %e, "closing connection: bad frame"
+                    );
+                    break Some(CloseReason::Protocol(e.to_string()));
+                }
+                Some(Some(Ok(pdu))) => pdu,
+            };
+            conn.received();
+            conn.inner
+                .bytes_in
+                .store(frames.bytes_read(), Ordering::Relaxed);
+            conn.inner.pdus_in.fetch_add(1, Ordering::Relaxed);
+            conn.inner.stats.pdus_in.fetch_add(1, Ordering::Relaxed);
+            if conn.closing() {
+                // Kicked, logged out or shutting down: what arrives now is not handled.
+                break None;
             }
-            Some(Ok(pdu)) => pdu,
-        };
-        conn.received();
-        conn.inner
-            .bytes_in
-            .store(frames.bytes_read(), Ordering::Relaxed);
-        conn.inner.pdus_in.fetch_add(1, Ordering::Relaxed);
-        conn.inner.stats.pdus_in.fetch_add(1, Ordering::Relaxed);
-        if conn.closing() {
-            // Kicked, logged out or shutting down: what arrives now is not handled.
-            break None;
-        }
-        if pdu.command_id() == cid::CID_OTHER_HEARTBEAT {
-            if opts.echo_heartbeat {
-                let _ = conn.send_pdu(&pdu);
+            if pdu.command_id() == cid::CID_OTHER_HEARTBEAT {
+                if opts.echo_heartbeat {
+                    let _ = conn.send_pdu(&pdu);
+                }
+                continue;
             }
-            continue;
+            // Boxed so that this loop's own future stays small: an idle connection then costs
+            // little memory however large the handler's futures are.
+            Box::pin(handler.on_pdu(&conn, pdu)).await;
+        };
+        drop(frames);
+        if let Some(reason) = reason {
+            let flush = matches!(reason, CloseReason::Shutdown | CloseReason::PeerClosed);
+            if flush {
+                conn.close_after_flush(reason.clone());
+            } else {
+                conn.close(reason.clone());
+            }
         }
-        // Boxed so that this loop's own future stays small: an idle connection then costs
-        // little memory however large the handler's futures are.
-        Box::pin(handler.on_pdu(&conn, pdu)).await;
-    };
-    drop(frames);
-    if let Some(reason) = reason {
-        let flush = matches!(reason, CloseReason::Shutdown | CloseReason::PeerClosed);
-        if flush {
-            conn.close_after_flush(reason.clone());
-        } else {
-            conn.close(reason.clone());
-        }
+        Box::pin(handler.on_close(&conn)).await;
+        tracing::debug!(listener = opts.name, conn_id = conn.id(), peer = %conn.peer(),
+            reason = %conn.close_reason().map(|r| r.to_string()).unwrap_or_default(), "connection closed");
+        // Boxed: the wait is larger than anything else this future holds.
+        Box::pin(conn.writers_done()).await;
+        drop(registered);
     }
-    Box::pin(handler.on_close(&conn)).await;
-    tracing::debug!(listener = opts.name, conn_id = conn.id(), peer = %conn.peer(),
-        reason = %conn.close_reason().map(|r| r.to_string()).unwrap_or_default(), "connection closed");
-    conn.writers_done().await;
-    drop(registered);
 }
