@@ -437,6 +437,10 @@ where
     H: Handler,
 {
     let mut frames = FrameReader::new(read, PduCodec::new(opts.link));
+    if opts.link == LinkKind::Client {
+        // Most clients are idle most of the time: they wait with no read buffer.
+        frames = frames.quiet_waits();
+    }
     async move {
         let reason = loop {
             // Stops at a close (`Conn::mark_closed` wakes `reader`): a waker slot in the

@@ -8,9 +8,10 @@
 use std::alloc::System;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use im_common::{CancellationToken, Conn, ConnRegistry, Handler, ServeOptions, serve};
 use im_proto::message::{ImClientTimeReq, ImClientTimeRsp};
-use im_proto::{Pdu, cid};
+use im_proto::{Header, Pdu};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,14 +25,12 @@ fn live() -> isize {
     s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated
 }
 
-/// Answers IMClientTimeReq, like a server answering a client's first request.
+/// Answers every PDU with an IMClientTimeRsp, like a server answering a client's requests.
 struct Echo;
 
 impl Handler for Echo {
     async fn on_pdu(&mut self, conn: &Conn, pdu: Pdu) {
-        if pdu.command_id() == cid::CID_MSG_TIME_REQUEST {
-            let _ = conn.reply(&pdu, &ImClientTimeRsp { server_time: 1 });
-        }
+        let _ = conn.reply(&pdu, &ImClientTimeRsp { server_time: 1 });
     }
 }
 
@@ -60,7 +59,13 @@ async fn an_idle_connection_costs_little_heap() {
             |_| Echo,
         ))
     };
-    let request = Pdu::from_msg(&ImClientTimeReq {}, 7).to_frame();
+    // A header-only request, then a login-sized one, each answered before the next: the
+    // reader has read a frame exactly a header long and, last, one longer than a header,
+    // as a client that just logged in has.
+    let requests = [
+        Pdu::from_msg(&ImClientTimeReq {}, 7).to_frame(),
+        Pdu::new(Header::new(0x0002, 0x0103, 1), Bytes::from(vec![b'x'; 200])).to_frame(),
+    ];
     // Warm up the runtime, the registry's shards and the allocator's pools, then measure
     // the same number again.
     let mut clients = Vec::with_capacity(2 * CONNECTIONS);
@@ -69,10 +74,12 @@ async fn an_idle_connection_costs_little_heap() {
         let before = live();
         for _ in 0..CONNECTIONS {
             let mut c = TcpStream::connect(addr).await.unwrap();
-            c.write_all(&request).await.unwrap();
-            let mut reply = [0u8; 64];
-            let n = c.read(&mut reply).await.unwrap();
-            assert!(n >= 16, "no reply");
+            for request in &requests {
+                c.write_all(request).await.unwrap();
+                let mut reply = [0u8; 64];
+                let n = c.read(&mut reply).await.unwrap();
+                assert!(n >= 16, "no reply");
+            }
             clients.push(c);
         }
         let deadline = Instant::now() + Duration::from_secs(30);
