@@ -470,6 +470,9 @@ pub struct FrameReader<R> {
     hot: bool,
     /// Wait for a quiet peer with no buffer ([`FrameReader::quiet_waits`]).
     quiet: bool,
+    /// The buffer was sized for the rest of one frame: filling it says nothing about
+    /// whether more is waiting.
+    sized_for_frame: bool,
     eof: bool,
     bytes_read: u64,
 }
@@ -491,6 +494,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::new(),
             hot: false,
             quiet: false,
+            sized_for_frame: false,
             eof: false,
             bytes_read: 0,
         }
@@ -530,20 +534,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 // Nothing partial to keep: release the previous allocation.
                 if self.quiet && !self.hot {
                     // What arrives lands in a header-sized array, then moves into a buffer
-                    // of its own: exactly its size for a whole header-only PDU (a
-                    // heartbeat), a large one when more of a frame is on its way.
+                    // the size of the frame its header announces (at most a hot read's; the
+                    // codec grows it for a longer one). Not a large buffer each time: many
+                    // clients logging in at once would leave the heap fragmented.
                     self.buf = BytesMut::new();
                     let mut head = [0u8; HEADER_LEN];
                     match self.reader.read(&mut head).await {
                         Ok(0) => self.eof = true,
                         Ok(n) => {
                             self.bytes_read += n as u64;
-                            let whole = n == HEADER_LEN
-                                && u32::from_be_bytes([head[0], head[1], head[2], head[3]])
-                                    == HEADER_LEN as u32;
-                            let room = if whole { n } else { HOT_READ_BYTES };
-                            self.buf = BytesMut::with_capacity(room);
+                            let announced = match head[..n] {
+                                [a, b, c, d, ..] => u32::from_be_bytes([a, b, c, d]) as usize,
+                                _ => HEADER_LEN,
+                            };
+                            self.buf = BytesMut::with_capacity(announced.clamp(n, HOT_READ_BYTES));
                             self.buf.extend_from_slice(&head[..n]);
+                            self.sized_for_frame = true;
                         }
                         Err(e) => return Some(Err(CodecError::Io(e))),
                     }
@@ -561,7 +567,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     self.bytes_read += n as u64;
-                    self.hot = n >= before && before > 0;
+                    let sized_for_frame = std::mem::take(&mut self.sized_for_frame);
+                    self.hot = n >= before && before > 0 && !sized_for_frame;
                 }
                 Err(e) => return Some(Err(CodecError::Io(e))),
             }
@@ -776,18 +783,21 @@ mod tests {
         );
         let offered = &r.get_ref().offered;
         // Every wait that starts with nothing buffered offers exactly one header, so no
-        // buffer is allocated before the peer sends something; a frame announced longer
-        // than what arrived gets a large buffer for its rest and what follows; a read that
-        // leaves the buffer partly empty means the peer went quiet again.
-        let hot = HOT_READ_BYTES;
+        // buffer is allocated before the peer sends something; the rest of a frame is read
+        // into room for exactly that frame (filling it is no sign of more waiting).
+        let rest = padded.len() - HEADER_LEN;
         assert_eq!(
             offered,
             &vec![
                 HEADER_LEN,
                 HEADER_LEN,
-                hot - 10,
+                big.len() - 10,
                 HEADER_LEN,
-                hot - HEADER_LEN,
+                rest,
+                HEADER_LEN,
+                rest,
+                HEADER_LEN,
+                rest,
                 HEADER_LEN
             ]
         );
