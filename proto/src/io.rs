@@ -30,6 +30,10 @@ use crate::codec::{CodecError, PduCodec};
 use crate::other::ImHeartBeat;
 use crate::pdu::{HEADER_LEN, Pdu};
 
+/// Room beyond the announced frame when a quiet reader's frame arrives (see
+/// [`FrameReader::quiet_waits`]).
+const QUIET_SLACK: usize = 256;
+
 /// Largest batch written in one call (a few socket buffers' worth).
 pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
@@ -470,9 +474,6 @@ pub struct FrameReader<R> {
     hot: bool,
     /// Wait for a quiet peer with no buffer ([`FrameReader::quiet_waits`]).
     quiet: bool,
-    /// The buffer was sized for the rest of one frame: filling it says nothing about
-    /// whether more is waiting.
-    sized_for_frame: bool,
     eof: bool,
     bytes_read: u64,
 }
@@ -494,7 +495,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::new(),
             hot: false,
             quiet: false,
-            sized_for_frame: false,
             eof: false,
             bytes_read: 0,
         }
@@ -534,9 +534,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 // Nothing partial to keep: release the previous allocation.
                 if self.quiet && !self.hot {
                     // What arrives lands in a header-sized array, then moves into a buffer
-                    // the size of the frame its header announces (at most a hot read's; the
-                    // codec grows it for a longer one). Not a large buffer each time: many
-                    // clients logging in at once would leave the heap fragmented.
+                    // the size of the frame its header announces plus a little (at most a
+                    // hot read's; the codec grows it for a longer one). Not a large buffer
+                    // each time: many clients logging in at once would leave the heap
+                    // fragmented. The little extra tells a busy peer from a quiet one: a
+                    // read that fills it found more than this frame waiting, and the
+                    // reader turns hot instead of paying two reads per frame.
                     self.buf = BytesMut::new();
                     let mut head = [0u8; HEADER_LEN];
                     match self.reader.read(&mut head).await {
@@ -547,9 +550,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                                 [a, b, c, d, ..] => u32::from_be_bytes([a, b, c, d]) as usize,
                                 _ => HEADER_LEN,
                             };
-                            self.buf = BytesMut::with_capacity(announced.clamp(n, HOT_READ_BYTES));
+                            let room = announced.saturating_add(QUIET_SLACK);
+                            self.buf = BytesMut::with_capacity(room.clamp(n, HOT_READ_BYTES));
                             self.buf.extend_from_slice(&head[..n]);
-                            self.sized_for_frame = true;
                         }
                         Err(e) => return Some(Err(CodecError::Io(e))),
                     }
@@ -567,8 +570,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     self.bytes_read += n as u64;
-                    let sized_for_frame = std::mem::take(&mut self.sized_for_frame);
-                    self.hot = n >= before && before > 0 && !sized_for_frame;
+                    self.hot = n >= before && before > 0;
                 }
                 Err(e) => return Some(Err(CodecError::Io(e))),
             }
@@ -784,22 +786,41 @@ mod tests {
         let offered = &r.get_ref().offered;
         // Every wait that starts with nothing buffered offers exactly one header, so no
         // buffer is allocated before the peer sends something; the rest of a frame is read
-        // into room for exactly that frame (filling it is no sign of more waiting).
-        let rest = padded.len() - HEADER_LEN;
+        // into room for that frame and a little more.
         assert_eq!(
-            offered,
-            &vec![
-                HEADER_LEN,
-                HEADER_LEN,
-                big.len() - 10,
-                HEADER_LEN,
-                rest,
-                HEADER_LEN,
-                rest,
-                HEADER_LEN,
-                rest,
-                HEADER_LEN
-            ]
+            &offered[..3],
+            &[HEADER_LEN, HEADER_LEN, big.len() - 10 + QUIET_SLACK]
+        );
+        assert_eq!(offered[3], HEADER_LEN, "{offered:?}");
+        assert_eq!(offered.last(), Some(&HEADER_LEN), "{offered:?}");
+    }
+
+    #[tokio::test]
+    async fn a_busy_quiet_reader_turns_hot() {
+        // Forty frames waiting at once, as from a client sending in a burst: once the first
+        // read finds more than its frame, the reader reads several frames per call instead
+        // of a header and a rest per frame (80 reads).
+        let frame = Pdu::new(Header::new(0, 0x0301, 1), Bytes::from(vec![1u8; 200])).to_frame();
+        let mut burst = Vec::new();
+        for _ in 0..40 {
+            burst.extend_from_slice(&frame);
+        }
+        let reader = Chunks {
+            chunks: vec![burst.clone()].into(),
+            offered: Vec::new(),
+        };
+        let mut r = FrameReader::new(reader, PduCodec::new(LinkKind::Client)).quiet_waits();
+        let mut frames = 0;
+        while let Some(p) = r.next().await {
+            assert_eq!(p.expect("valid frames").body.len(), 200);
+            frames += 1;
+        }
+        assert_eq!(frames, 40);
+        let reads = r.get_ref().offered.len();
+        assert!(
+            reads <= 30,
+            "{reads} reads for 40 frames: {:?}",
+            r.get_ref().offered
         );
     }
 }
