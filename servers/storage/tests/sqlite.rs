@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use im_storage::config::{SqliteConfig, SqliteSync};
 use im_storage::{
     GroupKind, MessageContent, NewMessage, RequestId, SessionType, SqliteStore, StorageError,
-    Store, StoreOutcome,
+    Store, StoreOutcome, UserId,
 };
 use tempfile::TempDir;
 
@@ -144,14 +144,17 @@ async fn normal_sync_answers_after_commit() {
     let stats = store.stats();
     assert_eq!((stats.writes, stats.wal_syncs), (100, 0));
     store.close().await;
-    let store = SqliteStore::open(&cfg).await.unwrap();
-    assert_eq!(
-        store
-            .latest_msg_id(b, SessionType::Single, a)
-            .await
-            .unwrap(),
-        100
-    );
+    assert_eq!(latest_after_reopen(&cfg, a, b).await, 100);
+}
+
+/// Opens the database at `cfg` again (after the caller closed its store) and reads the
+/// latest message id from `a` to `b`: what survived the close.
+async fn latest_after_reopen(cfg: &SqliteConfig, a: UserId, b: UserId) -> u32 {
+    let store = SqliteStore::open(cfg).await.unwrap();
+    store
+        .latest_msg_id(b, SessionType::Single, a)
+        .await
+        .unwrap()
 }
 
 /// Under steady writes the checkpoint thread keeps asking and the writer keeps starting the
@@ -189,10 +192,10 @@ async fn steady_writes_restart_the_wal() {
         );
         round(&mut sent).await;
     }
-    // The WAL keeps being started over, not just once. (Whether its file then stays
-    // small depends on how much is written between two of the checkpoint thread's looks,
-    // once a second: a fast run wrote over 100 MB in that time, so the file's size is not
-    // asserted here; bench.sh's latency run shows the effect.)
+    // The WAL keeps being started over, not just once: `wal_restarts` counts only
+    // checkpoints that copied every frame back. (Whether the file then stays small depends
+    // on how much is written between two of the checkpoint thread's looks, once a second:
+    // a fast run wrote over 100 MB in that time, so the file's size is not asserted here.)
     let first = store.stats().wal_restarts;
     while store.stats().wal_restarts < first + 2 {
         assert!(
@@ -206,14 +209,7 @@ async fn steady_writes_restart_the_wal() {
     assert!(stats.wal_restart_us > 0, "{stats:?}");
     store.close().await;
     // Reopened, every message is there.
-    let store = SqliteStore::open(&cfg).await.unwrap();
-    assert_eq!(
-        store
-            .latest_msg_id(b, SessionType::Single, a)
-            .await
-            .unwrap(),
-        sent
-    );
+    assert_eq!(latest_after_reopen(&cfg, a, b).await, sent);
 }
 
 /// A failing write (a message to oneself) in a batch fails alone; the others commit.

@@ -72,9 +72,10 @@ pub struct SqliteStats {
     /// fsyncs of the WAL by the sync thread (`synchronous = "full"`); each answers every
     /// batch committed since the previous one.
     pub wal_syncs: u64,
-    /// RESTART checkpoints run by the writer (`wal_restart_pages`), and their total time.
+    /// RESTART checkpoints run by the writer (`wal_restart_pages`) that copied every frame
+    /// back, so that the next write started the WAL over.
     pub wal_restarts: u64,
-    /// Total time of those checkpoints, in microseconds.
+    /// Total time of the writer's RESTART checkpoints (completed or not), in microseconds.
     pub wal_restart_us: u64,
     /// Reads answered.
     pub reads: u64,

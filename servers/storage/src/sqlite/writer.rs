@@ -164,7 +164,8 @@ pub(super) struct WriterStats {
     pub busy_us: AtomicU64,
     /// Set by the checkpoint thread: run a RESTART checkpoint before the next batch.
     pub restart_due: AtomicBool,
-    /// RESTART checkpoints run, and the microseconds they took.
+    /// RESTART checkpoints that completed (the next write starts the WAL over), and the
+    /// microseconds every attempt took.
     pub wal_restarts: AtomicU64,
     pub wal_restart_us: AtomicU64,
 }
@@ -317,13 +318,19 @@ fn restart_wal(conn: &Connection, stats: &WriterStats) {
         ))
     });
     let took = started.elapsed();
-    stats.wal_restarts.fetch_add(1, Ordering::Relaxed);
     stats
         .wal_restart_us
         .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     match result {
-        // busy = 1: a reader or the checkpoint thread was in the way; the next pass asks again.
-        Ok((busy, wal, done)) => tracing::debug!(busy, wal, done, ?took, "wal restart checkpoint"),
+        Ok((busy, wal, done)) => {
+            // Counted only when every frame was copied back: then, and only then, the next
+            // write starts the WAL over. busy = 1: a reader or the checkpoint thread was in
+            // the way; the next pass asks again.
+            if busy == 0 && wal == done {
+                stats.wal_restarts.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(busy, wal, done, ?took, "wal restart checkpoint");
+        }
         Err(e) => tracing::warn!(error = %e, "wal restart checkpoint failed"),
     }
 }
