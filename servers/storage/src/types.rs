@@ -133,7 +133,7 @@ pub struct User {
 }
 
 /// What a login check needs (`IMUser.password`, `salt`, `status`, plus our optional argon2id
-/// side table).
+/// side table), and the user's row for the login answer: one query per login.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// User id.
@@ -147,6 +147,9 @@ pub struct Credentials {
     /// argon2id PHC string over the client digest, when hardening is on and the user has
     /// logged in since.
     pub argon2: Option<String>,
+    /// The user's row, read with the password data (`user.id == user_id`), so that a login
+    /// needs a single round trip to the database.
+    pub user: User,
 }
 
 impl fmt::Debug for Credentials {

@@ -161,10 +161,7 @@ pub async fn user_list<S: Store>(store: &S, req: ImAdminUserListReq) -> ImAdminU
     };
     if let Some(name) = req.name.as_deref().filter(|n| !n.is_empty()) {
         let users = match store.credentials(name).await {
-            Ok(Some(c)) => match store.users_by_ids(&[c.user_id]).await {
-                Ok(u) => u,
-                Err(e) => return failed(e),
-            },
+            Ok(Some(c)) => vec![c.user],
             Ok(None) => Vec::new(),
             Err(e) => return failed(e),
         };

@@ -43,27 +43,33 @@ fn users(rows: &[MySqlRow]) -> StorageResult<Vec<User>> {
     rows.iter().map(user_row).collect()
 }
 
-/// Password data by login name: the active row with the lowest id, else the lowest id.
+/// Password data by login name: the active row with the lowest id, else the lowest id; with
+/// the user's row, so that a login is one query.
 pub async fn credentials(inner: &Inner, name: &str) -> StorageResult<Option<Credentials>> {
     // Primary: a login right after an admin created the user or changed the password.
-    let row = sqlx::query(
-        "SELECT u.id, u.status, u.password, u.salt, a.phc FROM IMUser u \
-         LEFT JOIN im_user_argon2 a ON a.userId = u.id \
-         WHERE u.name = ? ORDER BY (u.status <=> 0) DESC, u.id LIMIT 1",
-    )
-    .bind(name)
-    .fetch_optional(inner.pools.primary())
-    .await?;
+    let row = sqlx::query(CREDENTIALS_SQL)
+        .bind(name)
+        .fetch_optional(inner.pools.primary())
+        .await?;
     let Some(row) = row else { return Ok(None) };
-    let argon2 = col_str(&row, 4)?;
+    let user = user_row(&row)?;
+    let argon2 = col_str(&row, 16)?;
     Ok(Some(Credentials {
-        user_id: col_u32(&row, 0)?,
-        status: col_u8(&row, 1)?,
-        legacy_hash: col_str(&row, 2)?,
-        salt: col_str(&row, 3)?,
+        user_id: user.id,
+        status: user.status,
+        legacy_hash: col_str(&row, 14)?,
+        salt: col_str(&row, 15)?,
         argon2: (!argon2.is_empty()).then_some(argon2),
+        user,
     }))
 }
+
+/// [`USER_COLS`] of `u`, then password (14), salt (15) and the argon2id hash (16).
+const CREDENTIALS_SQL: &str = "SELECT u.id, u.sex, u.name, u.domain, u.nick, u.phone, u.email, \
+     u.avatar, u.departId, u.status, u.sign_info, u.push_shield_status, u.created, u.updated, \
+     u.password, u.salt, a.phc FROM IMUser u \
+     LEFT JOIN im_user_argon2 a ON a.userId = u.id \
+     WHERE u.name = ? ORDER BY (u.status <=> 0) DESC, u.id LIMIT 1";
 
 /// Stores a user's argon2id hash.
 pub async fn set_argon2(inner: &Inner, user: UserId, phc: &str) -> StorageResult<()> {

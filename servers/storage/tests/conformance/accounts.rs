@@ -22,6 +22,10 @@ pub async fn credentials_and_passwords<S: Store>(store: &S) {
         "salt {:?}",
         c.salt
     );
+    // The user's row comes with them, as users_by_ids reads it (one query per login).
+    let row = store.users_by_ids(&[id]).await.unwrap();
+    assert_eq!(vec![c.user.clone()], row);
+    assert_eq!((c.user.nick.as_str(), c.user.id), (user.nick.as_str(), id));
 
     // argon2 hardening: stored, replaced.
     let phc = im_storage::password::argon2_hash(&md5_hex("secret")).unwrap();
@@ -44,6 +48,7 @@ pub async fn credentials_and_passwords<S: Store>(store: &S) {
     assert!(store.update_user(id, patch).await.unwrap());
     let c = store.credentials(&user.name).await.unwrap().unwrap();
     assert_eq!((c.user_id, c.status), (id, 3));
+    assert_eq!((c.user.id, c.user.status), (id, 3));
     // ...but an active namesake with a higher id wins.
     let newer = store
         .add_user(new_user(&ids, "alice", "pw2"))
@@ -52,6 +57,10 @@ pub async fn credentials_and_passwords<S: Store>(store: &S) {
     assert!(newer > id);
     let c = store.credentials(&user.name).await.unwrap().unwrap();
     assert_eq!((c.user_id, c.status), (newer, 0));
+    assert_eq!(
+        (c.user.id, c.user.name.as_str()),
+        (newer, user.name.as_str())
+    );
     assert!(verify_legacy(&md5_hex("pw2"), &c.salt, &c.legacy_hash));
 }
 
