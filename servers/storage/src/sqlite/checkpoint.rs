@@ -17,6 +17,7 @@
 //! write starts the WAL over at its beginning, overwriting frames in place instead of
 //! growing and truncating the file.
 
+use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -49,12 +50,26 @@ pub(super) fn spawn(
         0 => i64::MAX,
         n => i64::from(n),
     };
+    // The database file, for fsyncs of our own (see `flush`).
+    let db = File::open(&config.path).map_err(|e| {
+        StorageError::Open(format!(
+            "cannot open {} for the checkpoint thread: {e}",
+            config.path.display()
+        ))
+    })?;
     let (stop, rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_EVERY) {
+                if checkpoint(&conn) == 0 {
+                    continue;
+                }
+                flush(&db);
+                // A second pass copies what was appended during the first pass and its
+                // fsync, so that the writer's RESTART is left milliseconds of frames.
                 if checkpoint(&conn) > restart_at {
+                    flush(&db);
                     writer.restart_due.store(true, Ordering::Relaxed);
                 }
             }
@@ -65,6 +80,19 @@ pub(super) fn spawn(
             StorageError::Open(format!("cannot start the sqlite checkpoint thread: {e}"))
         })?;
     Ok(stop)
+}
+
+/// Fsyncs the database file after a PASSIVE pass.
+///
+/// SQLite fsyncs the database only at the end of a checkpoint that copied the whole WAL,
+/// which a PASSIVE pass under steady load never does. The pages it copied were then fsynced
+/// by the writer's RESTART checkpoint, all at once: a 40 ms stall of every write each
+/// second at 4,000 msgs/s (`perf trace`), the p99 of message delivery. Done here, that
+/// flush runs beside the writer, which finds little left to fsync.
+fn flush(db: &File) {
+    if let Err(e) = db.sync_data() {
+        tracing::warn!(error = %e, "fsync of the database file failed");
+    }
 }
 
 /// One PASSIVE checkpoint; returns the frames in the WAL (0 if unknown).

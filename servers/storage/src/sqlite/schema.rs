@@ -339,7 +339,8 @@ pub(super) fn open_checkpointer(config: &SqliteConfig) -> StorageResult<Connecti
     let conn = Connection::open(&config.path).map_err(opened)?;
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into()))
         .map_err(opened)?;
-    // Checkpoints fsync the WAL before copying and the database after, in NORMAL too.
+    // Checkpoints fsync the WAL before copying, in NORMAL too; the database file only after a
+    // checkpoint that copied the whole WAL, so the checkpoint thread fsyncs it itself.
     conn.execute_batch("PRAGMA synchronous=NORMAL;")
         .map_err(opened)?;
     Ok(conn)
