@@ -136,10 +136,9 @@ pub struct User {
 /// side table), and the user's row for the login answer: one query per login.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
-    /// User id.
-    pub user_id: UserId,
-    /// Account status; only 0 may log in.
-    pub status: u8,
+    /// The user's row (`user.status`: only 0 may log in), read with the password data so
+    /// that a login needs a single round trip to the database.
+    pub user: User,
     /// `IMUser.password`: md5hex(md5hex(plain) + salt).
     pub legacy_hash: String,
     /// `IMUser.salt`: decimal text 0..9999.
@@ -147,17 +146,14 @@ pub struct Credentials {
     /// argon2id PHC string over the client digest, when hardening is on and the user has
     /// logged in since.
     pub argon2: Option<String>,
-    /// The user's row, read with the password data (`user.id == user_id`), so that a login
-    /// needs a single round trip to the database.
-    pub user: User,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Password material never reaches logs.
         f.debug_struct("Credentials")
-            .field("user_id", &self.user_id)
-            .field("status", &self.status)
+            .field("user_id", &self.user.id)
+            .field("status", &self.user.status)
             .finish_non_exhaustive()
     }
 }

@@ -268,7 +268,7 @@ async fn import_teamtalk_into_sqlite() {
         ("wangwu", "secret"),
     ] {
         let c = store.credentials(name).await.unwrap().unwrap();
-        assert_eq!(c.status, 0);
+        assert_eq!(c.user.status, 0);
         assert!(
             verify_legacy(&md5_hex(plain), &c.salt, &c.legacy_hash),
             "{name}"

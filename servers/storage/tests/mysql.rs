@@ -449,13 +449,13 @@ async fn original_database_with_its_redis() {
 async fn check_original_rows(store: &MysqlStore) {
     // Credentials in the original format, checked with the legacy rule.
     let c = store.credentials("zhangsan").await.unwrap().unwrap();
-    assert_eq!((c.user_id, c.status, c.salt.as_str()), (1, 0, "1234"));
+    assert_eq!((c.user.id, c.user.status, c.salt.as_str()), (1, 0, "1234"));
     assert!(verify_legacy(&md5_hex("123456"), &c.salt, &c.legacy_hash));
     assert!(!verify_legacy(&md5_hex("1234567"), &c.salt, &c.legacy_hash));
     let c = store.credentials("lisi").await.unwrap().unwrap();
     assert!(verify_legacy(&md5_hex("teamtalk"), &c.salt, &c.legacy_hash));
     let c = store.credentials("zhaoliu").await.unwrap().unwrap();
-    assert_eq!(c.status, 3);
+    assert_eq!(c.user.status, 3);
     assert!(store.credentials("nobody").await.unwrap().is_none());
 
     let users = store.changed_users(0).await.unwrap();

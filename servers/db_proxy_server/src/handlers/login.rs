@@ -107,7 +107,7 @@ async fn check<S: Store>(sh: &Shared<S>, name: &str, digest: &str) -> Verdict {
         }
     };
     let cred = match cred {
-        Some(c) if c.status == 0 => c,
+        Some(c) if c.user.status == 0 => c,
         other => {
             tracing::debug!(user_name = %name, known = other.is_some(), "login refused: unknown or inactive user");
             sh.throttle.record_failure(name, Instant::now());
@@ -115,7 +115,7 @@ async fn check<S: Store>(sh: &Shared<S>, name: &str, digest: &str) -> Verdict {
         }
     };
     if !password_matches(sh, &cred, digest).await {
-        tracing::debug!(user_name = %name, user_id = cred.user_id, "login refused: wrong password");
+        tracing::debug!(user_name = %name, user_id = cred.user.id, "login refused: wrong password");
         sh.throttle.record_failure(name, Instant::now());
         return Verdict::Wrong;
     }
@@ -144,15 +144,15 @@ async fn password_matches<S: Store>(sh: &Shared<S>, cred: &Credentials, digest: 
             let d = digest.to_owned();
             match tokio::task::spawn_blocking(move || password::argon2_hash(&d)).await {
                 Ok(Ok(phc)) => {
-                    if let Err(e) = sh.store.set_argon2(cred.user_id, &phc).await {
-                        tracing::warn!(user_id = cred.user_id, error = %e, "argon2id upgrade not stored");
+                    if let Err(e) = sh.store.set_argon2(cred.user.id, &phc).await {
+                        tracing::warn!(user_id = cred.user.id, error = %e, "argon2id upgrade not stored");
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(user_id = cred.user_id, error = %e, "argon2id hashing failed");
+                    tracing::warn!(user_id = cred.user.id, error = %e, "argon2id hashing failed");
                 }
                 Err(e) => {
-                    tracing::warn!(user_id = cred.user_id, error = %e, "argon2id task failed")
+                    tracing::warn!(user_id = cred.user.id, error = %e, "argon2id task failed")
                 }
             }
             true

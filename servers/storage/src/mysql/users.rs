@@ -1,6 +1,8 @@
 //! Accounts, departments and discovery links (FLOWS.md 10, STORAGE.md 4.1), plus the admin
 //! operations imctl uses.
 
+use std::sync::LazyLock;
+
 use sqlx::mysql::MySqlRow;
 
 use super::Inner;
@@ -46,30 +48,28 @@ fn users(rows: &[MySqlRow]) -> StorageResult<Vec<User>> {
 /// Password data by login name: the active row with the lowest id, else the lowest id; with
 /// the user's row, so that a login is one query.
 pub async fn credentials(inner: &Inner, name: &str) -> StorageResult<Option<Credentials>> {
+    // [`USER_COLS`] (0..=13), then password, salt and the argon2id hash.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {USER_COLS}, password, salt, \
+             (SELECT phc FROM im_user_argon2 WHERE userId = IMUser.id) \
+             FROM IMUser WHERE name = ? ORDER BY (status <=> 0) DESC, id LIMIT 1"
+        )
+    });
     // Primary: a login right after an admin created the user or changed the password.
-    let row = sqlx::query(CREDENTIALS_SQL)
+    let row = sqlx::query(SQL.as_str())
         .bind(name)
         .fetch_optional(inner.pools.primary())
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let user = user_row(&row)?;
     let argon2 = col_str(&row, 16)?;
     Ok(Some(Credentials {
-        user_id: user.id,
-        status: user.status,
+        user: user_row(&row)?,
         legacy_hash: col_str(&row, 14)?,
         salt: col_str(&row, 15)?,
         argon2: (!argon2.is_empty()).then_some(argon2),
-        user,
     }))
 }
-
-/// [`USER_COLS`] of `u`, then password (14), salt (15) and the argon2id hash (16).
-const CREDENTIALS_SQL: &str = "SELECT u.id, u.sex, u.name, u.domain, u.nick, u.phone, u.email, \
-     u.avatar, u.departId, u.status, u.sign_info, u.push_shield_status, u.created, u.updated, \
-     u.password, u.salt, a.phc FROM IMUser u \
-     LEFT JOIN im_user_argon2 a ON a.userId = u.id \
-     WHERE u.name = ? ORDER BY (u.status <=> 0) DESC, u.id LIMIT 1";
 
 /// Stores a user's argon2id hash.
 pub async fn set_argon2(inner: &Inner, user: UserId, phc: &str) -> StorageResult<()> {

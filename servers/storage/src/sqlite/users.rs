@@ -41,24 +41,20 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 /// Password data by login name: any status, the active row with the lowest id first; with
 /// the user's row, so that a login is one query.
 pub(super) fn credentials(conn: &Connection, name: &str) -> StorageResult<Option<Credentials>> {
-    // `user_cols` of `u` (0..=13), then password, salt and the argon2id hash.
-    let mut stmt = conn.prepare_cached(
-        "SELECT u.id, u.sex, u.name, u.domain, u.nick, u.phone, u.email, u.avatar, u.departId, \
-         u.status, u.sign_info, u.push_shield_status, u.created, u.updated, \
-         u.password, u.salt, a.phc FROM IMUser u \
-         LEFT JOIN IMUserArgon2 a ON a.userId = u.id \
-         WHERE u.name = ?1 ORDER BY (COALESCE(u.status, 0) != 0), u.id LIMIT 1",
-    )?;
+    // `user_cols` (0..=13), then password, salt and the argon2id hash.
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        user_cols!(),
+        ", password, salt, (SELECT phc FROM IMUserArgon2 WHERE userId = IMUser.id) \
+         FROM IMUser WHERE name = ?1 ORDER BY (COALESCE(status, 0) != 0), id LIMIT 1"
+    ))?;
     let creds = stmt
         .query_row([name], |row| {
-            let user = user_from_row(row)?;
             Ok(Credentials {
-                user_id: user.id,
-                status: user.status,
+                user: user_from_row(row)?,
                 legacy_hash: text_at(row, 14)?,
                 salt: text_at(row, 15)?,
                 argon2: row.get::<_, Option<String>>(16)?,
-                user,
             })
         })
         .optional()?;
