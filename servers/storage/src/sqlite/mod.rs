@@ -14,6 +14,9 @@
 //! closure to a thread and awaits a oneshot reply. Write methods enqueue when called (the
 //! ordering contract of [`crate::store`]) and reply only once their batch is durable.
 //!
+//! Every connection of the process uses SQLite's page cache through [`pcache`]'s wrapper,
+//! which spares each commit a scan of the whole cache.
+//!
 //! The SQL lives in one file per area: [`users`], [`admin`], [`tokens`], [`messages`],
 //! [`unread`], [`sessions`], [`groups`], [`files`]; [`api`] maps the trait onto them.
 
@@ -23,6 +26,7 @@ mod checkpoint;
 mod files;
 mod groups;
 mod messages;
+mod pcache;
 mod readers;
 mod row;
 pub(crate) mod schema;
@@ -44,6 +48,7 @@ use crate::config::{SqliteConfig, SqliteSync};
 use crate::error::{StorageError, StorageResult};
 use crate::types::Timestamp;
 
+pub use pcache::{PageCacheStats, install_page_cache, page_cache_stats};
 use readers::ReaderPool;
 use writer::{Tx, WriterHandle};
 
