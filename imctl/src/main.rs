@@ -8,5 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `demo` and `migrate` open SQLite stores; the wrapper must come before any connection.
+    im_storage::sqlite::install_page_cache();
     imctl::main()
 }

@@ -11,8 +11,14 @@ use clap::Parser as _;
 use db_proxy_server::{Cli, Config, Listeners, run_seeded};
 use im_common::config::{env_prefix, load};
 
+fn main() -> ExitCode {
+    // Before any thread exists that could open an SQLite connection (see the function).
+    im_storage::sqlite::install_page_cache();
+    start()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn start() -> ExitCode {
     match main_inner().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,8 +14,8 @@
 //! closure to a thread and awaits a oneshot reply. Write methods enqueue when called (the
 //! ordering contract of [`crate::store`]) and reply only once their batch is durable.
 //!
-//! Every connection of the process uses SQLite's page cache through [`pcache`]'s wrapper,
-//! which spares each commit a scan of the whole cache.
+//! The binaries that open stores (db_proxy_server, imctl) install [`pcache`]'s wrapper
+//! around SQLite's page cache at start, which spares each commit a scan of the whole cache.
 //!
 //! The SQL lives in one file per area: [`users`], [`admin`], [`tokens`], [`messages`],
 //! [`unread`], [`sessions`], [`groups`], [`files`]; [`api`] maps the trait onto them.

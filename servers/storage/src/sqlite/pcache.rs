@@ -80,10 +80,11 @@ fn inner() -> &'static ffi::sqlite3_pcache_methods2 {
         .0
 }
 
-/// Installs the wrapper for every SQLite connection the process opens from now on; opening a
-/// [`SqliteStore`](super::SqliteStore) does it. It must run before SQLite is initialized
-/// (before the process opens its first connection); otherwise SQLite refuses and keeps its
-/// own cache, which only costs speed. Returns whether the wrapper is installed.
+/// Installs the wrapper for every SQLite connection the process opens from now on. Call it
+/// at the start of `main`, before any thread could open a connection: SQLite's configuration
+/// calls are not thread-safe against its initialization, and after the first connection
+/// SQLite refuses (and keeps its own cache, which only costs speed). Returns whether the
+/// wrapper is installed.
 pub fn install_page_cache() -> bool {
     *INSTALLED.get_or_init(|| {
         // SAFETY: sqlite3_config before sqlite3_initialize is the documented way to read

@@ -274,9 +274,6 @@ pub(crate) fn latest_version() -> u32 {
 /// Opens the writer connection: creates the parent directory and the file, applies the
 /// pragmas and every missing migration step.
 pub(crate) fn open_writer(config: &SqliteConfig) -> StorageResult<Connection> {
-    if !super::pcache::install_page_cache() {
-        tracing::debug!("SQLite was initialized before the store: its own page cache stays");
-    }
     if let Some(dir) = config.path.parent()
         && !dir.as_os_str().is_empty()
     {
