@@ -84,9 +84,13 @@ fn inner() -> &'static ffi::sqlite3_pcache_methods2 {
 /// at the start of `main`, before any thread could open a connection: SQLite's configuration
 /// calls are not thread-safe against its initialization, and after the first connection
 /// SQLite refuses (and keeps its own cache, which only costs speed). Returns whether the
-/// wrapper is installed.
+/// wrapper is installed. `IM_SQLITE_OWN_PAGE_CACHE=1` in the environment leaves SQLite's own
+/// cache in place (to compare, or to rule the wrapper out).
 pub fn install_page_cache() -> bool {
     *INSTALLED.get_or_init(|| {
+        if std::env::var_os("IM_SQLITE_OWN_PAGE_CACHE").is_some_and(|v| v == "1") {
+            return false;
+        }
         // SAFETY: sqlite3_config before sqlite3_initialize is the documented way to read
         // and replace the page cache methods; after initialization it returns
         // SQLITE_MISUSE and changes nothing.
