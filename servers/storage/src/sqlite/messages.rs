@@ -200,13 +200,21 @@ fn store_single(tx: &Tx<'_>, msg: &NewMessage) -> StorageResult<StoreOutcome> {
     }
     let relate = relation_for_write(tx, from, to)?;
     let s = shard(relate);
-    let next = tx
+    // UPDATE then SELECT rather than UPDATE ... RETURNING: SQLite buffers RETURNING rows in a
+    // temporary b-tree, created and destroyed (with its page cache) for every message.
+    let bumped = tx
         .conn
-        .prepare_cached(
-            "UPDATE IMCacheMsgId SET msgId = msgId + 1 WHERE relateId = ?1 RETURNING msgId",
-        )?
-        .query_row([relate], |row| u32_at(row, 0))
-        .optional()?;
+        .prepare_cached("UPDATE IMCacheMsgId SET msgId = msgId + 1 WHERE relateId = ?1")?
+        .execute([relate])?;
+    let next = if bumped == 0 {
+        None
+    } else {
+        Some(
+            tx.conn
+                .prepare_cached("SELECT msgId FROM IMCacheMsgId WHERE relateId = ?1")?
+                .query_row([relate], |row| u32_at(row, 0))?,
+        )
+    };
     let msg_id = match next {
         Some(id) => id,
         None => {
@@ -257,14 +265,25 @@ fn store_group(tx: &Tx<'_>, msg: &NewMessage) -> StorageResult<StoreOutcome> {
         Some(_) => return Ok(StoreOutcome::NotMember),
     }
     let s = shard(group);
-    let next = tx
+    // UPDATE then SELECT, as for single messages (no RETURNING b-tree per message).
+    let bumped = tx
         .conn
         .prepare_cached(
             "UPDATE IMCacheGroupCounter SET msgId = msgId + 1, msgCount = msgCount + 1 \
-             WHERE groupId = ?1 RETURNING msgId, msgCount",
+             WHERE groupId = ?1",
         )?
-        .query_row([group], |row| Ok((u32_at(row, 0)?, u32_at(row, 1)?)))
-        .optional()?;
+        .execute([group])?;
+    let next = if bumped == 0 {
+        None
+    } else {
+        Some(
+            tx.conn
+                .prepare_cached(
+                    "SELECT msgId, msgCount FROM IMCacheGroupCounter WHERE groupId = ?1",
+                )?
+                .query_row([group], |row| Ok((u32_at(row, 0)?, u32_at(row, 1)?)))?,
+        )
+    };
     let (msg_id, count) = match next {
         Some(v) => v,
         None => {
