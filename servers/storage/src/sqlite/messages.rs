@@ -191,6 +191,25 @@ pub(super) fn store(tx: &Tx<'_>, msg: &NewMessage) -> StorageResult<StoreOutcome
     Ok(outcome)
 }
 
+/// Increments a counter row keyed by `key` (`update`), then reads it back (`select`); `None`
+/// if there is no such row. Two statements rather than `UPDATE ... RETURNING`: SQLite buffers
+/// RETURNING rows in a temporary b-tree, created and destroyed (with its page cache) for
+/// every message.
+fn bump_counter<T>(
+    tx: &Tx<'_>,
+    update: &str,
+    select: &str,
+    key: u32,
+    read: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> StorageResult<Option<T>> {
+    if tx.conn.prepare_cached(update)?.execute([key])? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        tx.conn.prepare_cached(select)?.query_row([key], read)?,
+    ))
+}
+
 fn store_single(tx: &Tx<'_>, msg: &NewMessage) -> StorageResult<StoreOutcome> {
     let (from, to) = (msg.from_id, msg.to_id);
     if from == to {
@@ -200,21 +219,13 @@ fn store_single(tx: &Tx<'_>, msg: &NewMessage) -> StorageResult<StoreOutcome> {
     }
     let relate = relation_for_write(tx, from, to)?;
     let s = shard(relate);
-    // UPDATE then SELECT rather than UPDATE ... RETURNING: SQLite buffers RETURNING rows in a
-    // temporary b-tree, created and destroyed (with its page cache) for every message.
-    let bumped = tx
-        .conn
-        .prepare_cached("UPDATE IMCacheMsgId SET msgId = msgId + 1 WHERE relateId = ?1")?
-        .execute([relate])?;
-    let next = if bumped == 0 {
-        None
-    } else {
-        Some(
-            tx.conn
-                .prepare_cached("SELECT msgId FROM IMCacheMsgId WHERE relateId = ?1")?
-                .query_row([relate], |row| u32_at(row, 0))?,
-        )
-    };
+    let next = bump_counter(
+        tx,
+        "UPDATE IMCacheMsgId SET msgId = msgId + 1 WHERE relateId = ?1",
+        "SELECT msgId FROM IMCacheMsgId WHERE relateId = ?1",
+        relate,
+        |row| u32_at(row, 0),
+    )?;
     let msg_id = match next {
         Some(id) => id,
         None => {
@@ -265,25 +276,14 @@ fn store_group(tx: &Tx<'_>, msg: &NewMessage) -> StorageResult<StoreOutcome> {
         Some(_) => return Ok(StoreOutcome::NotMember),
     }
     let s = shard(group);
-    // UPDATE then SELECT, as for single messages (no RETURNING b-tree per message).
-    let bumped = tx
-        .conn
-        .prepare_cached(
-            "UPDATE IMCacheGroupCounter SET msgId = msgId + 1, msgCount = msgCount + 1 \
-             WHERE groupId = ?1",
-        )?
-        .execute([group])?;
-    let next = if bumped == 0 {
-        None
-    } else {
-        Some(
-            tx.conn
-                .prepare_cached(
-                    "SELECT msgId, msgCount FROM IMCacheGroupCounter WHERE groupId = ?1",
-                )?
-                .query_row([group], |row| Ok((u32_at(row, 0)?, u32_at(row, 1)?)))?,
-        )
-    };
+    let next = bump_counter(
+        tx,
+        "UPDATE IMCacheGroupCounter SET msgId = msgId + 1, msgCount = msgCount + 1 \
+         WHERE groupId = ?1",
+        "SELECT msgId, msgCount FROM IMCacheGroupCounter WHERE groupId = ?1",
+        group,
+        |row| Ok((u32_at(row, 0)?, u32_at(row, 1)?)),
+    )?;
     let (msg_id, count) = match next {
         Some(v) => v,
         None => {
