@@ -188,6 +188,30 @@ async fn unique_keys_with_duplicate_rows() {
         (vec![1, 1], vec![1, 50])
     );
 
+    // Login names are not unique either: the active row with the lowest id wins, else the
+    // lowest id, and the argon2id hash comes with the chosen row only.
+    for sql in [
+        "INSERT INTO IMUser (id, sex, name, domain, nick, password, salt, phone, email, avatar, departId, status, created, updated, push_shield_status, sign_info) \
+         VALUES (60, 0, 'zhaoliu', 'z', 'z', 'h60', 's60', '', '', '', 1, 2, 1, 1, 0, ''), \
+                (61, 0, 'zhaoliu', 'z', 'z', 'h61', 's61', '', '', '', 1, 0, 1, 1, 0, ''), \
+                (62, 0, 'zhaoliu', 'z', 'z', 'h62', 's62', '', '', '', 1, 0, 1, 1, 0, ''), \
+                (63, 0, 'zhangsan', 'z', 'z', 'h63', 's63', '', '', '', 1, 0, 1, 1, 0, ''), \
+                (64, 0, 'gone', 'g', 'g', 'h64', 's64', '', '', '', 1, 3, 1, 1, 0, ''), \
+                (65, 0, 'gone', 'g', 'g', 'h65', 's65', '', '', '', 1, 2, 1, 1, 0, '')",
+        "INSERT INTO im_user_argon2 (userId, phc, updated) VALUES (62, 'phc62', 1), (1, 'phc1', 1)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let c = store.credentials("zhaoliu").await.unwrap().unwrap();
+    assert_eq!((c.user.id, c.salt.as_str(), c.argon2), (61, "s61", None));
+    let c = store.credentials("zhangsan").await.unwrap().unwrap();
+    assert_eq!((c.user.id, c.argon2.as_deref()), (1, Some("phc1")));
+    let c = store.credentials("gone").await.unwrap().unwrap();
+    assert_eq!(
+        (c.user.id, c.user.status, c.legacy_hash.as_str()),
+        (64, 3, "h64")
+    );
+
     // The pair with two relations keeps using the lowest id (whose sequence is in MySQL).
     assert_eq!(send(&*store, text(1, 2, "after migration")).await, 5);
     // Many first messages of new pairs at once, from both sides: one relation and one
