@@ -13,14 +13,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use im_proto::codec::LinkKind;
-use im_proto::io::{OutQueue, ParkedWriter, QueueError, Signal, WriterExit, write_until_idle};
+use im_proto::io::{
+    OutQueue, ParkedWriter, QueueError, Signal, WriteNow, WriterExit, write_now, write_until_idle,
+};
 use im_proto::{Command, Pdu};
 use thiserror::Error;
 use tokio::sync::Notify;
@@ -100,6 +102,9 @@ pub struct ListenerStats {
     /// Where writer tasks are started (a send may come from outside the runtime); kept here
     /// rather than in every connection.
     runtime: OnceLock<tokio::runtime::Handle>,
+    /// Sends write on the sending task when the socket has room ([`Conn::start_writer`]);
+    /// set from [`ServeOptions::inline_writes`](crate::serve::ServeOptions::inline_writes).
+    pub(crate) inline_writes: AtomicBool,
 }
 
 /// The longest pause between two sweeps for idle and login deadlines; a deadline closer
@@ -287,12 +292,36 @@ impl Conn {
 
     /// Starts a writer task for a write half that was parked in the queue (or, at accept,
     /// not yet given to anyone).
+    ///
+    /// On listeners with [`ListenerStats::inline_writes`], what the socket takes at once is
+    /// written right here by the sending task ([`write_now`]), and a task is started only
+    /// for the rest. Not on threads outside the runtime (the SQLite writer, say), which
+    /// have better things to do than socket writes.
     pub(crate) fn start_writer(&self, writer: ParkedWriter) {
         self.inner.writers.fetch_add(1, Ordering::AcqRel);
+        let mut carry = Bytes::new();
+        let mut writer = writer;
+        if self.inner.stats.inline_writes.load(Ordering::Relaxed)
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            match write_now(writer, &self.inner.queue) {
+                WriteNow::Parked => {
+                    self.writer_ended();
+                    return;
+                }
+                WriteNow::Failed(e) => {
+                    tracing::debug!(conn_id = self.id(), error = %e, "write failed");
+                    self.close(CloseReason::Protocol(format!("write: {e}")));
+                    self.writer_ended();
+                    return;
+                }
+                WriteNow::Continue(w, rest) => (writer, carry) = (w, rest),
+            }
+        }
         let conn = self.clone();
         let runtime = self.inner.stats.runtime.get();
         let task = async move {
-            match write_until_idle(writer, &conn.inner.queue).await {
+            match write_until_idle(writer, &conn.inner.queue, carry).await {
                 Ok(WriterExit::Parked) => {}
                 Ok(WriterExit::Closed) => conn.mark_closed(),
                 Err(e) => {

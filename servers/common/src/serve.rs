@@ -58,6 +58,11 @@ pub struct ServeOptions {
     pub queue_limit: usize,
     /// How long shutdown waits for connections to drain.
     pub shutdown_grace: Duration,
+    /// A send writes on the sending task when the socket has room, instead of starting a
+    /// writer task for it (client links; see `Conn::start_writer`). Only for listeners
+    /// without `heartbeat_when_idle`, whose writer task exists only while something is
+    /// queued.
+    pub inline_writes: bool,
 }
 
 impl ServeOptions {
@@ -76,6 +81,7 @@ impl ServeOptions {
             // is not coming back.
             queue_limit: 4 << 20,
             shutdown_grace: Duration::from_secs(5),
+            inline_writes: true,
         }
     }
 
@@ -92,6 +98,7 @@ impl ServeOptions {
             heartbeat_when_idle: Some(Duration::from_secs(5)),
             queue_limit: 256 << 20,
             shutdown_grace: Duration::from_secs(5),
+            inline_writes: false,
         }
     }
 }
@@ -255,6 +262,10 @@ async fn accept_loop<H, F>(
         .shared_limit
         .clone()
         .unwrap_or_else(|| Arc::new(Semaphore::new(opts.max_connections)));
+    registry
+        .stats()
+        .inline_writes
+        .store(opts.inline_writes, std::sync::atomic::Ordering::Relaxed);
     let tasks = TaskTracker::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let (secured_tx, mut secured_rx) = mpsc::channel::<Secured>(SECURED_QUEUE);
@@ -436,11 +447,8 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     H: Handler,
 {
+    // Waits with no read buffer (most clients are idle most of the time).
     let mut frames = FrameReader::new(read, PduCodec::new(opts.link));
-    if opts.link == LinkKind::Client {
-        // Most clients are idle most of the time: they wait with no read buffer.
-        frames = frames.quiet_waits();
-    }
     async move {
         let reason = loop {
             // Stops at a close (`Conn::mark_closed` wakes `reader`): a waker slot in the

@@ -137,14 +137,23 @@ impl Sessions {
         message: bool,
         mut pick: impl FnMut(&ConnEntry) -> bool,
     ) -> usize {
-        let s = self.shard(user);
-        let Some(u) = s.get(&user) else { return 0 };
+        // Sent after the shard lock is released: a send may write to the socket right away
+        // (client links write inline when the socket has room).
+        let targets: Vec<(Conn, Arc<AtomicU32>)> = {
+            let s = self.shard(user);
+            let Some(u) = s.get(&user) else { return 0 };
+            u.conns
+                .iter()
+                .filter(|c| pick(c))
+                .map(|c| (c.conn.clone(), c.pending_acks.clone()))
+                .collect()
+        };
         let mut n = 0;
-        for c in u.conns.iter().filter(|c| pick(c)) {
-            if c.conn.send_frame(frame.clone()).is_ok() {
+        for (conn, pending_acks) in targets {
+            if conn.send_frame(frame.clone()).is_ok() {
                 n += 1;
                 if message {
-                    c.pending_acks.fetch_add(1, Ordering::Relaxed);
+                    pending_acks.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -161,12 +170,17 @@ impl Sessions {
     pub async fn broadcast(&self, frame: &Bytes, pick: impl Fn(&ConnEntry) -> bool) -> usize {
         let mut n = 0;
         for i in 0..SHARDS {
-            {
+            let targets: Vec<Conn> = {
                 let s = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-                for c in s.values().flat_map(|u| u.conns.iter()).filter(|c| pick(c)) {
-                    if c.conn.send_frame(frame.clone()).is_ok() {
-                        n += 1;
-                    }
+                s.values()
+                    .flat_map(|u| u.conns.iter())
+                    .filter(|c| pick(c))
+                    .map(|c| c.conn.clone())
+                    .collect()
+            };
+            for conn in targets {
+                if conn.send_frame(frame.clone()).is_ok() {
+                    n += 1;
                 }
             }
             tokio::task::yield_now().await;
