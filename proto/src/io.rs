@@ -300,14 +300,7 @@ impl OutQueue {
             return Some(f);
         }
         let mut buf = BytesMut::with_capacity(st.bytes.min(WRITE_BATCH_BYTES));
-        while let Some(f) = st.frames.front() {
-            if !buf.is_empty() && buf.len() + f.len() > WRITE_BATCH_BYTES {
-                break;
-            }
-            let f = st.frames.pop_front().unwrap_or_default();
-            st.bytes -= f.len();
-            buf.extend_from_slice(&f);
-        }
+        st.pop_into(&mut buf);
         Some(buf.freeze())
     }
 
@@ -318,21 +311,29 @@ impl OutQueue {
         if st.closed && (!st.flush_first || st.frames.is_empty()) {
             return None;
         }
+        Some(st.pop_into(buf))
+    }
+}
+
+impl QueueState {
+    /// Moves queued frames into `buf`: at least one, then as many as fit in about
+    /// [`WRITE_BATCH_BYTES`]. Returns how many.
+    fn pop_into(&mut self, buf: &mut BytesMut) -> usize {
         let mut n = 0;
-        while let Some(f) = st.frames.front() {
+        while let Some(f) = self.frames.front() {
             if n > 0 && buf.len() + f.len() > WRITE_BATCH_BYTES {
                 break;
             }
-            let f = st.frames.pop_front().unwrap_or_default();
-            st.bytes -= f.len();
+            let f = self.frames.pop_front().unwrap_or_default();
+            self.bytes -= f.len();
             buf.extend_from_slice(&f);
             n += 1;
         }
-        if st.frames.is_empty() && st.frames.capacity() > 8 {
+        if self.frames.is_empty() && self.frames.capacity() > 8 {
             // Give back the memory of a burst.
-            st.frames = VecDeque::new();
+            self.frames = VecDeque::new();
         }
-        Some(n)
+        n
     }
 }
 

@@ -116,6 +116,12 @@ pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// apart).
 const BUSY_WINDOW_MS: u32 = 2;
 
+/// True if a writer started at `last` is recent at `now` (ms since the connection was
+/// accepted, wrapping after 49 days).
+fn within_busy_window(last: u32, now: u32) -> bool {
+    now.wrapping_sub(last) < BUSY_WINDOW_MS
+}
+
 /// Every field here is paid for by every idle connection: shared things live in
 /// [`ListenerStats`], and one [`Signal`] serves both "closed" and "a writer task ended".
 pub(crate) struct ConnInner {
@@ -355,7 +361,7 @@ impl Conn {
     fn busy(&self) -> bool {
         let now = self.inner.created.elapsed().as_millis() as u32;
         let last = self.inner.last_writer_ms.swap(now, Ordering::Relaxed);
-        now.wrapping_sub(last) < BUSY_WINDOW_MS
+        within_busy_window(last, now)
     }
 
     /// Records that a writer task (either kind) ended.
@@ -650,11 +656,23 @@ mod tests {
             None,
             Arc::new(ListenerStats::default()),
         );
+        // Only the direction that a slow machine cannot break: after a pause, not busy.
         let pause = Duration::from_millis(u64::from(BUSY_WINDOW_MS) + 2);
         std::thread::sleep(pause);
         assert!(!conn.busy(), "nothing written for a while: write inline");
-        assert!(conn.busy(), "a second frame right after the first: a burst");
         std::thread::sleep(pause);
         assert!(!conn.busy());
+        // The window itself, without timing.
+        assert!(
+            within_busy_window(100, 100),
+            "a second frame in the same ms: a burst"
+        );
+        assert!(within_busy_window(100, 100 + BUSY_WINDOW_MS - 1));
+        assert!(!within_busy_window(100, 100 + BUSY_WINDOW_MS));
+        assert!(
+            !within_busy_window(100, 175),
+            "a chatting client's next message"
+        );
+        assert!(within_busy_window(u32::MAX, 0), "across the wrap");
     }
 }
