@@ -66,6 +66,10 @@ pub struct SqliteConfig {
     /// batches so that the WAL starts over instead of growing (see the sqlite checkpoint
     /// module); 0 turns it off.
     pub wal_restart_pages: u32,
+    /// Milliseconds between two PASSIVE checkpoints of the checkpoint thread (at least 10):
+    /// short enough that each pass writes back and fsyncs little, long enough that hot pages
+    /// are not written back over and over (see the sqlite checkpoint module).
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for SqliteConfig {
@@ -76,6 +80,7 @@ impl Default for SqliteConfig {
             max_batch: 1024,
             synchronous: SqliteSync::Full,
             wal_restart_pages: 4096,
+            checkpoint_interval_ms: 300,
         }
     }
 }

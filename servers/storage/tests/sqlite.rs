@@ -183,7 +183,8 @@ async fn steady_writes_restart_the_wal() {
             }
         }
     };
-    // The checkpoint thread looks once a second: write until it asked and the writer did it.
+    // The checkpoint thread looks every `checkpoint_interval_ms`: write until it asked and
+    // the writer did it.
     while store.stats().wal_restarts == 0 {
         assert!(
             Instant::now() < deadline,
@@ -194,8 +195,9 @@ async fn steady_writes_restart_the_wal() {
     }
     // The WAL keeps being started over, not just once: `wal_restarts` counts only
     // checkpoints that copied every frame back. (Whether the file then stays small depends
-    // on how much is written between two of the checkpoint thread's looks, once a second:
-    // a fast run wrote over 100 MB in that time, so the file's size is not asserted here.)
+    // on how much is written between two of the checkpoint thread's looks, and a fast run
+    // once wrote over 100 MB between two looks a second apart, so the file's size is not
+    // asserted here.)
     let first = store.stats().wal_restarts;
     while store.stats().wal_restarts < first + 2 {
         assert!(

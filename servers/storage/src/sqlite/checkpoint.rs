@@ -3,15 +3,27 @@
 //! Copying committed pages from the WAL back into the database file (and, with
 //! `synchronous=FULL`, fsyncing it) took close to a tenth of the writer's time when SQLite
 //! did it inside the writer's commits. A PASSIVE checkpoint runs beside the writer and the
-//! readers without blocking them, so it happens here every [`CHECKPOINT_EVERY`]; the writer
-//! keeps a large automatic threshold only as a safety net ([`schema`]).
+//! readers without blocking them, so it happens here every `checkpoint_interval_ms`
+//! (300 ms by default); the writer keeps a large automatic threshold only as a safety net
+//! ([`schema`]).
+//!
+//! The pass's writes and fsync of the database file share the disk with the WAL fsyncs that
+//! every acknowledgement waits for. With a pass every second, each one wrote back a second's
+//! worth of scattered pages, and the WAL fsyncs queued behind it took 30-50 ms instead of
+//! 1-2, twice in a row: once a second every acknowledgement stalled for 70-130 ms (the
+//! 100 ms timeline of `imctl bench` showed it), and that was the p99 of delivery. A short
+//! interval makes each flush small, but writes a hot page back once per pass instead of
+//! once a second, which costs CPU when the machine has none to spare. p99 of delivery on a
+//! fresh database, 2 cores, at 15,000 / 24,000 msgs/s: 64 / 198 ms with passes every
+//! second, 20 / 74 ms every 300 ms, 13 / 164 ms every 100 ms (10.7 against 9.1 KB written
+//! per message).
 //!
 //! A PASSIVE checkpoint alone never lets the WAL start over under steady load: by the time
 //! it has copied the frames it saw, newer ones have been appended, so the WAL is never fully
 //! copied back and it grew until the writer's own threshold made the writer checkpoint
 //! (about 120 ms) and then truncate the oversized file (150-180 ms more), a 300 ms stall
-//! every few seconds at 5,000 msgs/s, which was the p99 of message delivery. So once a
-//! passive pass finds more than `wal_restart_pages` frames in the WAL, it asks the writer (through
+//! every few seconds at 5,000 msgs/s. So once a passive pass finds more than
+//! `wal_restart_pages` frames in the WAL, it asks the writer (through
 //! [`WriterStats::restart_due`]) to run a RESTART checkpoint between two batches: that one
 //! copies only what the passive pass left (a few milliseconds of writes), and the next
 //! write starts the WAL over at its beginning, overwriting frames in place instead of
@@ -32,8 +44,8 @@ use crate::error::{StorageError, StorageResult};
 use super::schema;
 use super::writer::WriterStats;
 
-/// Pause between checkpoints.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The shortest pause between checkpoints, whatever the configuration says.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Starts the checkpoint thread; it stops when the returned sender is used or dropped, and
 /// drops `exited` after closing its connection.
@@ -57,12 +69,13 @@ pub(super) fn spawn(
             config.path.display()
         ))
     })?;
+    let every = Duration::from_millis(config.checkpoint_interval_ms).max(MIN_INTERVAL);
     let (stop, rx) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
             let mut flushed = Flushed::default();
-            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_EVERY) {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
                 let first = checkpoint(&conn);
                 if first.wal == 0 {
                     continue;
