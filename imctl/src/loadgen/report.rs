@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::engine::Outcome;
-use super::stats::{Summary, get};
+use super::stats::{SeriesPoint, Summary, get};
 use super::verify::Verdict;
 
 /// Logins.
@@ -142,6 +142,8 @@ pub struct Report {
     pub verification: Verdict,
     /// Latencies (ms).
     pub latency_ms: Latencies,
+    /// Send → delivery per second of the measured window, by send time.
+    pub deliver_per_second: Vec<SeriesPoint>,
     /// Other counters.
     pub other: Other,
     /// A few error texts.
@@ -263,6 +265,7 @@ impl Report {
                 history: ctx.stats.history.summary(),
                 kick: ctx.stats.kick.summary(),
             },
+            deliver_per_second: ctx.stats.deliver_series.points(),
             other: Other {
                 p2p_sent: get(&c.p2p_sent),
                 p2p_received: get(&c.p2p_received),
@@ -437,6 +440,23 @@ impl Report {
             s.push_str(&format!(
                 "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
                 h.count, h.p50, h.p90, h.p99, h.p999, h.max
+            ));
+        }
+        if self.deliver_per_second.len() > 1 {
+            // The fine timeline (max per 100 ms) is in the JSON report only.
+            let line = |f: fn(&SeriesPoint) -> f64| {
+                let v: Vec<String> = self
+                    .deliver_per_second
+                    .iter()
+                    .map(|p| format!("{:.0}", f(p)))
+                    .collect();
+                v.join(" ")
+            };
+            s.push_str(&format!(
+                "\nsend→deliver per second of the measured window (ms), p99: {}\n\
+                 max: {}\n",
+                line(|p| p.p99),
+                line(|p| p.max)
             ));
         }
         if !self.checks.is_empty() {

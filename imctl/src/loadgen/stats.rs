@@ -158,6 +158,9 @@ pub struct Stats {
     pub history: Latency,
     /// Duplicate login → IMKickUser on the older connection.
     pub kick: Latency,
+    /// Send → delivery per second of the measured window (by send time): where a tail
+    /// comes from, a steady queue or a stall.
+    pub deliver_series: Series,
     measure_from: AtomicU64,
     measure_until: AtomicU64,
     /// Last error messages (a few, for the report).
@@ -184,6 +187,7 @@ impl Stats {
             deliver: Latency::new(),
             history: Latency::new(),
             kick: Latency::new(),
+            deliver_series: Series::default(),
             measure_from: AtomicU64::new(0),
             measure_until: AtomicU64::new(u64::MAX),
             errors: Mutex::new(Vec::new()),
@@ -210,6 +214,14 @@ impl Stats {
         )
     }
 
+    /// Records a measured delivery of a message sent at `sent_us`, `latency_us` later.
+    pub fn record_delivery(&self, sent_us: u64, latency_us: u64) {
+        self.deliver.record(latency_us);
+        let from = self.measure_from.load(Ordering::Relaxed);
+        self.deliver_series
+            .record(sent_us.saturating_sub(from), latency_us);
+    }
+
     /// True when a message sent at `sent_us` is measured.
     pub fn measured(&self, sent_us: u64) -> bool {
         let (from, until) = self.window();
@@ -230,6 +242,93 @@ impl Stats {
     /// The kept error texts.
     pub fn error_samples(&self) -> Vec<String> {
         self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+/// Seconds a [`Series`] keeps (an hour); later sends are left out of the series (not of
+/// the totals).
+const SERIES_SECONDS: u64 = 3600;
+
+/// Slots of the fine timeline per second (100 ms each).
+const FINE_PER_SECOND: u64 = 10;
+
+/// Send → delivery over the measured window, by send time: a small histogram per second
+/// and the largest latency per 100 ms, which tells a steady queue from a periodic stall
+/// (a stall once a second puts every second's p99 up alike).
+#[derive(Debug, Default)]
+pub struct Series(Mutex<SeriesSlots>);
+
+#[derive(Debug, Default)]
+struct SeriesSlots {
+    seconds: Vec<Histogram<u64>>,
+    fine_max: Vec<u64>,
+}
+
+/// One second of a [`Series`], milliseconds.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct SeriesPoint {
+    /// Seconds since the start of the measured window (send time).
+    pub second: u64,
+    /// Deliveries of messages sent in that second.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// Largest in each tenth of the second.
+    pub max_per_100ms: Vec<f64>,
+}
+
+impl Series {
+    /// Records a latency of a message sent `since_us` after the window opened.
+    fn record(&self, since_us: u64, us: u64) {
+        let second = since_us / 1_000_000;
+        if second >= SERIES_SECONDS {
+            return;
+        }
+        let Ok(mut slots) = self.0.lock() else {
+            return;
+        };
+        while slots.seconds.len() as u64 <= second {
+            // Constant bounds (see `Latency::new`); one digit (about 3%) is plenty for a
+            // timeline and keeps an hour's series around 10 MB.
+            #[allow(clippy::expect_used)]
+            let h =
+                Histogram::new_with_bounds(1, MAX_LATENCY_US, 1).expect("valid constant bounds");
+            slots.seconds.push(h);
+            let len = slots.fine_max.len() + FINE_PER_SECOND as usize;
+            slots.fine_max.resize(len, 0);
+        }
+        let us = us.clamp(1, MAX_LATENCY_US);
+        slots.seconds[second as usize].saturating_record(us);
+        let fine = (since_us / (1_000_000 / FINE_PER_SECOND)) as usize;
+        slots.fine_max[fine] = slots.fine_max[fine].max(us);
+    }
+
+    /// The seconds recorded so far, in order (a second without deliveries has count 0).
+    pub fn points(&self) -> Vec<SeriesPoint> {
+        let Ok(slots) = self.0.lock() else {
+            return Vec::new();
+        };
+        slots
+            .seconds
+            .iter()
+            .zip(slots.fine_max.chunks(FINE_PER_SECOND as usize))
+            .enumerate()
+            .map(|(i, (h, fine))| {
+                let s = Summary::of(h);
+                SeriesPoint {
+                    second: i as u64,
+                    count: s.count,
+                    p50: s.p50,
+                    p99: s.p99,
+                    max: s.max,
+                    max_per_100ms: fine.iter().map(|&us| us as f64 / 1000.0).collect(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -259,6 +358,31 @@ mod tests {
         assert!((s.p99 - 99.0).abs() < 0.1, "{s:?}");
         assert!((s.max - 100.0).abs() < 0.1, "{s:?}");
         assert_eq!(Latency::new().summary(), Summary::default());
+    }
+
+    #[test]
+    fn series_splits_by_send_second() {
+        let s = Stats::new();
+        s.set_window(5_000_000, 20_000_000);
+        // Sent 0.5 s and 0.9 s into the window, then 2.1 s in: second 1 stays empty.
+        s.record_delivery(5_500_000, 2_000);
+        s.record_delivery(5_900_000, 90_000);
+        s.record_delivery(7_100_000, 4_000);
+        let p = s.deliver_series.points();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!((p[0].second, p[0].count), (0, 2));
+        assert!((p[0].max - 90.0).abs() < 3.0 && p[0].p50 < 2.1, "{p:?}");
+        // The fine timeline: 0.5 s in is the sixth tenth, 0.9 s the tenth.
+        assert_eq!(p[0].max_per_100ms.len(), 10);
+        assert_eq!(p[0].max_per_100ms[5], 2.0);
+        assert_eq!(p[0].max_per_100ms[9], 90.0);
+        assert_eq!(p[0].max_per_100ms.iter().filter(|&&m| m == 0.0).count(), 8);
+        assert_eq!((p[1].second, p[1].count), (1, 0));
+        assert_eq!(p[1].max_per_100ms, vec![0.0; 10]);
+        assert_eq!((p[2].second, p[2].count), (2, 1));
+        assert!((p[2].max - 4.0).abs() < 0.2, "{p:?}");
+        assert_eq!(p[2].max_per_100ms[1], 4.0);
+        assert_eq!(s.deliver.summary().count, 3);
     }
 
     #[test]

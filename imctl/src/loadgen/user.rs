@@ -680,7 +680,8 @@ impl SimUser {
                     bump(&ctx.stats.counters.delivered);
                     if ctx.stats.measured(st.sent_us) {
                         bump(&ctx.stats.counters.delivered_measured);
-                        ctx.stats.deliver.record(now.saturating_sub(st.sent_us));
+                        ctx.stats
+                            .record_delivery(st.sent_us, now.saturating_sub(st.sent_us));
                     }
                 }
             }
