@@ -230,6 +230,7 @@ mod tests {
             |c| c.storage.backend = im_storage::config::Backend::Mysql,
             "storage",
         );
+        check(|c| c.storage.sqlite.checkpoint_interval_ms = 0, "storage");
         check(
             |c| {
                 c.admin.listen = "127.0.0.1:0".into();

@@ -50,6 +50,9 @@ pub enum SqliteSync {
     Normal,
 }
 
+/// Valid `[storage.sqlite] checkpoint_interval_ms` values.
+pub const CHECKPOINT_INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+
 /// `[storage.sqlite]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -66,7 +69,8 @@ pub struct SqliteConfig {
     /// batches so that the WAL starts over instead of growing (see the sqlite checkpoint
     /// module); 0 turns it off.
     pub wal_restart_pages: u32,
-    /// Milliseconds between two PASSIVE checkpoints of the checkpoint thread (at least 10):
+    /// Milliseconds between two PASSIVE checkpoints of the checkpoint thread
+    /// ([`CHECKPOINT_INTERVAL_MS`]):
     /// short enough that each pass writes back and fsyncs little, long enough that hot pages
     /// are not written back over and over (see the sqlite checkpoint module).
     pub checkpoint_interval_ms: u64,
@@ -181,6 +185,15 @@ pub struct StorageConfig {
 impl StorageConfig {
     /// Checks the combinations; the error names the key and the valid choices.
     pub fn validate(&self) -> Result<(), String> {
+        let ms = self.sqlite.checkpoint_interval_ms;
+        if self.backend == Backend::Sqlite && !CHECKPOINT_INTERVAL_MS.contains(&ms) {
+            return Err(format!(
+                "storage.sqlite.checkpoint_interval_ms: {ms} is out of range {}..={} (the \
+                 default is 300)",
+                CHECKPOINT_INTERVAL_MS.start(),
+                CHECKPOINT_INTERVAL_MS.end()
+            ));
+        }
         match (self.backend, self.cache) {
             (Backend::Sqlite, CacheKind::Embedded) => Ok(()),
             (Backend::Mysql, CacheKind::Redis) => {
@@ -215,6 +228,23 @@ impl StorageConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_interval_range() {
+        let mut c = StorageConfig::default();
+        for ms in [10, 300, 60_000] {
+            c.sqlite.checkpoint_interval_ms = ms;
+            assert!(c.validate().is_ok(), "{ms}");
+        }
+        for ms in [0, 9, 60_001] {
+            c.sqlite.checkpoint_interval_ms = ms;
+            let e = c.validate().expect_err("out of range");
+            assert!(
+                e.starts_with("storage.sqlite.checkpoint_interval_ms:") && e.contains("10..=60000"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn combinations() {
