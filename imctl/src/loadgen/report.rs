@@ -521,3 +521,36 @@ impl ReportArgs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(second: u64, p99: f64, max: f64) -> SeriesPoint {
+        SeriesPoint {
+            second,
+            count: 10,
+            p50: 1.0,
+            p99,
+            max,
+            max_per_100ms: vec![max; 10],
+        }
+    }
+
+    #[test]
+    fn markdown_has_the_per_second_lines_when_the_window_spans_seconds() {
+        let mut r = Report::default();
+        assert!(!r.markdown().contains("per second"));
+        r.deliver_per_second = vec![point(0, 12.4, 20.0)];
+        assert!(
+            !r.markdown().contains("per second"),
+            "one second says nothing"
+        );
+        r.deliver_per_second.push(point(1, 95.6, 131.0));
+        let md = r.markdown();
+        assert!(md.contains("p99: 12 96\n"), "{md}");
+        assert!(md.contains("max: 20 131\n"), "{md}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["deliver_per_second"][1]["max_per_100ms"][9], 131.0);
+    }
+}
