@@ -69,10 +69,10 @@ pub struct SqliteConfig {
     /// batches so that the WAL starts over instead of growing (see the sqlite checkpoint
     /// module); 0 turns it off.
     pub wal_restart_pages: u32,
-    /// Milliseconds between two PASSIVE checkpoints of the checkpoint thread
-    /// ([`CHECKPOINT_INTERVAL_MS`]):
-    /// short enough that each pass writes back and fsyncs little, long enough that hot pages
-    /// are not written back over and over (see the sqlite checkpoint module).
+    /// Milliseconds between two PASSIVE checkpoints of the checkpoint thread, within
+    /// [`CHECKPOINT_INTERVAL_MS`]: short enough that each pass writes back and fsyncs little,
+    /// long enough that hot pages are not written back over and over (see the sqlite
+    /// checkpoint module).
     pub checkpoint_interval_ms: u64,
 }
 
