@@ -9,15 +9,12 @@ use sqlx::MySqlConnection;
 
 use super::batch_prepare::stored_request_ids;
 use super::batcher::WriterState;
-use super::rows::{now, sql};
+use super::rows::{TextInserts, now};
 use super::schema::{group_message_table, message_table};
 use super::store_batch::{Conv, Item, Msg, copy_error};
 use super::{Inner, content, sessions};
 use crate::error::{StorageError, StorageResult};
-use crate::types::{NewContent, RequestId, SessionType, StoreOutcome};
-
-/// Most rows per multi-row INSERT (4096-character contents stay far below max_allowed_packet).
-const ROWS_PER_INSERT: usize = 256;
+use crate::types::{NewContent, SessionType, StoreOutcome};
 
 /// Step 5: the batch transaction, or each message alone if it fails.
 pub(super) async fn store(inner: &Inner, state: &mut WriterState, items: &mut [Item]) {
@@ -140,7 +137,20 @@ async fn commit(
             }
         });
     }
-    insert_rows(conn, batch, &contents).await?;
+    // Rows and request ids first, in one round trip of SQL text for a batch of short messages.
+    let mut rows = TextInserts::default();
+    message_rows(&mut rows, batch, &contents);
+    let created = now();
+    for m in batch {
+        if let Some(rid) = m.msg.request_id {
+            rows.row("INSERT INTO im_store_request (origin, seq, msgId, created)")
+                .int(rid.origin)
+                .int(rid.seq)
+                .int(m.msg_id)
+                .int(created);
+        }
+    }
+    rows.execute(conn).await?;
 
     let mut sessions_rows: BTreeMap<(u32, u32, u8), u32> = BTreeMap::new();
     let mut groups: BTreeMap<u32, u32> = BTreeMap::new();
@@ -176,31 +186,12 @@ async fn commit(
             .execute(&mut *conn)
             .await?;
     }
-    let requests: Vec<(RequestId, u32)> = batch
-        .iter()
-        .filter_map(|m| m.msg.request_id.map(|rid| (rid, m.msg_id)))
-        .collect();
-    let created = now();
-    for chunk in requests.chunks(ROWS_PER_INSERT) {
-        let values = vec!["(?,?,?,?)"; chunk.len()].join(",");
-        let text =
-            format!("INSERT INTO im_store_request (origin, seq, msgId, created) VALUES {values}");
-        let mut q = sqlx::query(sql(text)).persistent(false);
-        for (rid, msg_id) in chunk {
-            q = q.bind(rid.origin).bind(rid.seq).bind(msg_id).bind(created);
-        }
-        q.execute(&mut *conn).await?;
-    }
     tx.commit().await?;
     Ok(seen)
 }
 
-/// Multi-row INSERTs, one run per shard table.
-async fn insert_rows(
-    conn: &mut MySqlConnection,
-    batch: &[&Msg],
-    contents: &[Cow<'_, str>],
-) -> StorageResult<()> {
+/// The batch's message rows, grouped by shard table (one multi-row INSERT each).
+fn message_rows(out: &mut TextInserts, batch: &[&Msg], contents: &[Cow<'_, str>]) {
     let mut by_table: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
     for (i, m) in batch.iter().enumerate() {
         let table = match m.conv {
@@ -212,51 +203,29 @@ async fn insert_rows(
     }
     for (table, rows) in by_table {
         let group = table.starts_with("IMGroupMessage");
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let text = if group {
-                format!(
-                    "INSERT INTO {table} (groupId, userId, msgId, content, type, status, created, updated) \
-                     VALUES {}",
-                    vec!["(?,?,?,?,?,0,?,?)"; chunk.len()].join(",")
-                )
-            } else {
-                format!(
-                    "INSERT INTO {table} (relateId, fromId, toId, msgId, content, type, status, created, updated) \
-                     VALUES {}",
-                    vec!["(?,?,?,?,?,?,0,?,?)"; chunk.len()].join(",")
-                )
-            };
-            let mut q = sqlx::query(sql(text)).persistent(false);
-            for &i in chunk {
-                let m = batch[i];
-                let kind = m.msg.msg_type.as_u32();
-                match m.conv {
-                    Some(Conv::Group(g)) => {
-                        q = q
-                            .bind(g)
-                            .bind(m.msg.from_id)
-                            .bind(m.msg_id)
-                            .bind(contents[i].as_ref())
-                            .bind(kind)
-                            .bind(m.msg.created)
-                            .bind(m.msg.created);
-                    }
-                    Some(Conv::Single(r)) => {
-                        q = q
-                            .bind(r)
-                            .bind(m.msg.from_id)
-                            .bind(m.msg.to_id)
-                            .bind(m.msg_id)
-                            .bind(contents[i].as_ref())
-                            .bind(kind)
-                            .bind(m.msg.created)
-                            .bind(m.msg.created);
-                    }
-                    None => {}
-                }
+        let prefix = if group {
+            format!(
+                "INSERT INTO {table} (groupId, userId, msgId, content, type, status, created, updated)"
+            )
+        } else {
+            format!(
+                "INSERT INTO {table} (relateId, fromId, toId, msgId, content, type, status, created, updated)"
+            )
+        };
+        for i in rows {
+            let m = batch[i];
+            let row = out.row(&prefix);
+            match m.conv {
+                Some(Conv::Group(g)) => row.int(g).int(m.msg.from_id),
+                Some(Conv::Single(r)) => row.int(r).int(m.msg.from_id).int(m.msg.to_id),
+                None => row,
             }
-            q.execute(&mut *conn).await?;
+            .int(m.msg_id)
+            .text(&contents[i])
+            .int(m.msg.msg_type.as_u32())
+            .int(0u32)
+            .int(m.msg.created)
+            .int(m.msg.created);
         }
     }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::MySqlConnection;
 
-use super::rows::{col_u8, col_u32, now, placeholders, sql};
+use super::rows::{col_u8, col_u32, now, sql};
 use super::{Inner, members, messages};
 use crate::error::StorageResult;
 use crate::types::{SessionSummary, SessionType, Timestamp, UserId};
@@ -58,9 +58,9 @@ pub async fn upsert(
     known_ids: Option<&HashMap<SessionKey, u32>>,
 ) -> StorageResult<Vec<(SessionKey, u32)>> {
     let set = if reactivate {
-        "status = 0, updated = GREATEST(updated, ?)"
+        "status = 0, updated = GREATEST(updated, "
     } else {
-        "updated = GREATEST(updated, ?)"
+        "updated = GREATEST(updated, "
     };
     let mut general: Vec<Touch> = Vec::new();
     let mut by_time: BTreeMap<Timestamp, Vec<(u32, Touch)>> = BTreeMap::new();
@@ -72,16 +72,9 @@ pub async fn upsert(
     }
     for (time, list) in by_time {
         for chunk in list.chunks(ROWS_PER_UPDATE) {
-            let text = format!(
-                "UPDATE IMRecentSession SET {set} WHERE id IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(sql(text)).persistent(false).bind(time);
-            for (id, _) in chunk {
-                q = q.bind(id);
-            }
+            let ids: Vec<u32> = chunk.iter().map(|(id, _)| *id).collect();
             // CLIENT_FOUND_ROWS: the count of matched rows, changed or not.
-            let matched = q.execute(&mut *conn).await?.rows_affected();
+            let matched = update_by_ids(conn, set, time, &ids).await?;
             if matched < chunk.len() as u64 {
                 general.extend(chunk.iter().map(|(_, t)| *t));
             }
@@ -124,15 +117,7 @@ pub async fn upsert(
             }
         }
         for (time, ids) in updates {
-            let text = format!(
-                "UPDATE IMRecentSession SET {set} WHERE id IN ({})",
-                placeholders(ids.len())
-            );
-            let mut q = sqlx::query(sql(text)).persistent(false).bind(time);
-            for id in ids {
-                q = q.bind(id);
-            }
-            q.execute(&mut *conn).await?;
+            update_by_ids(conn, set, time, &ids).await?;
         }
         if !inserts.is_empty() {
             let values = vec!["(?,?,?,0,?,?)"; inserts.len()].join(",");
@@ -153,6 +138,27 @@ pub async fn upsert(
         }
     }
     Ok(seen)
+}
+
+/// `UPDATE IMRecentSession SET {set}time) WHERE id IN (ids)` as SQL text: one round trip
+/// where a prepared statement takes two (the values are integers; see [`TextInserts`]).
+/// Returns the matched rows.
+///
+/// [`TextInserts`]: super::rows::TextInserts
+async fn update_by_ids(
+    conn: &mut MySqlConnection,
+    set: &str,
+    time: Timestamp,
+    ids: &[u32],
+) -> StorageResult<u64> {
+    use std::fmt::Write as _;
+    let mut text = format!("UPDATE IMRecentSession SET {set}{time}) WHERE id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        let _ = write!(text, "{}{id}", if i == 0 { "" } else { "," });
+    }
+    text.push(')');
+    let done = sqlx::raw_sql(sql(text)).execute(&mut *conn).await?;
+    Ok(done.rows_affected())
 }
 
 /// Active sessions with `updated > since`, newest first, each with its newest message.
