@@ -14,8 +14,11 @@ use crate::error::{StorageError, StorageResult};
 use crate::redis_cache::{Pool, decode, scripts};
 use crate::types::{RequestId, StoreOutcome, UserId};
 
-/// Most request ids looked up per statement.
+/// Most request ids looked up per `IN` list.
 const IDS_PER_LOOKUP: usize = 1_000;
+
+/// Most `IN` lists per statement (a batch from a few msg_servers needs one statement).
+const LOOKUPS_PER_STATEMENT: usize = 16;
 
 /// Steps 1-4: de-duplication, membership, relations, ids.
 pub(super) async fn prepare(
@@ -58,8 +61,9 @@ async fn dedup(inner: &Inner, items: &mut [Item]) -> StorageResult<()> {
 }
 
 /// Request ids already stored, with their message ids. One `origin = ? AND seq IN (...)`
-/// statement per origin (a msg_server process): a single-column IN list is cheap to plan,
-/// unlike OR'ed (origin, seq) pairs.
+/// part per origin (a msg_server process): a single-column IN list is cheap to plan, unlike
+/// OR'ed (origin, seq) pairs. The parts go as one `UNION ALL` of SQL text: one round trip
+/// where a prepared statement per origin took two each (the values are integers).
 pub(super) async fn stored_request_ids(
     pool: &sqlx::MySqlPool,
     rids: impl Iterator<Item = RequestId>,
@@ -68,21 +72,26 @@ pub(super) async fn stored_request_ids(
     for rid in rids {
         by_origin.entry(rid.origin).or_default().push(rid.seq);
     }
-    let mut out = HashMap::new();
+    let mut parts: Vec<String> = Vec::new();
     for (origin, seqs) in by_origin {
         for chunk in seqs.chunks(IDS_PER_LOOKUP) {
-            // SQL text of integers: one round trip where a prepared statement takes two.
-            let mut text = format!(
-                "SELECT seq, msgId FROM im_store_request WHERE origin = {origin} AND seq IN ("
+            let mut part = format!(
+                "SELECT origin, seq, msgId FROM im_store_request WHERE origin = {origin} AND seq IN ("
             );
             for (i, seq) in chunk.iter().enumerate() {
-                let _ = write!(text, "{}{seq}", if i == 0 { "" } else { "," });
+                let _ = write!(part, "{}{seq}", if i == 0 { "" } else { "," });
             }
-            text.push(')');
-            for row in sqlx::raw_sql(sql(text)).fetch_all(pool).await? {
-                let seq: u64 = sqlx::Row::try_get_unchecked(&row, 0)?;
-                out.insert(RequestId { origin, seq }, col_u32(&row, 1)?);
-            }
+            part.push(')');
+            parts.push(part);
+        }
+    }
+    let mut out = HashMap::new();
+    for statement in parts.chunks(LOOKUPS_PER_STATEMENT) {
+        let text = statement.join(" UNION ALL ");
+        for row in sqlx::raw_sql(sql(text)).fetch_all(pool).await? {
+            let origin: u64 = sqlx::Row::try_get_unchecked(&row, 0)?;
+            let seq: u64 = sqlx::Row::try_get_unchecked(&row, 1)?;
+            out.insert(RequestId { origin, seq }, col_u32(&row, 2)?);
         }
     }
     Ok(out)

@@ -119,6 +119,36 @@ pub async fn request_dedup<S: Store>(store: &S) {
     let unread = store.unread(b).await.unwrap();
     assert_eq!(unread.iter().find(|u| u.peer_id == a).unwrap().count, 2);
 
+    // Two origins (msg_servers) using the same seqs, queued together so that one batch looks
+    // both up: each resend gets its own message's id back.
+    let (o1, o2) = (request_id(100), request_id(100));
+    let mut sent = Vec::new();
+    for seq in [100, 101] {
+        for origin in [o1.origin, o2.origin] {
+            let rid = im_storage::RequestId { origin, seq };
+            let body = format!("{origin}/{seq}");
+            sent.push(NewMessage {
+                request_id: Some(rid),
+                ..text(a, b, &body)
+            });
+        }
+    }
+    let first: Vec<StoreOutcome> = join_all(sent.iter().map(|m| store.store_message(m.clone())))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut ids: Vec<MsgId> = first.iter().map(|o| stored(*o)).collect();
+    let again: Vec<StoreOutcome> = join_all(sent.iter().map(|m| store.store_message(m.clone())))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let dups: Vec<StoreOutcome> = ids.iter().map(|id| StoreOutcome::Duplicate(*id)).collect();
+    assert_eq!(again, dups);
+    ids.sort_unstable();
+    assert_eq!(ids, vec![3, 4, 5, 6]);
+
     // Groups too.
     let g = new_group(store, a, GroupKind::Temporary, &[a, b]).await;
     let gm = NewMessage {
