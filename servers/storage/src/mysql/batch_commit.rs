@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use sqlx::MySqlConnection;
 
 use super::batch_prepare::stored_request_ids;
-use super::batcher::WriterState;
+use super::batcher::SessionCache;
 use super::rows::{TextInserts, now};
 use super::schema::{group_message_table, message_table};
 use super::store_batch::{Conv, Item, Msg, copy_error};
@@ -17,7 +17,7 @@ use crate::error::{StorageError, StorageResult};
 use crate::types::{NewContent, SessionType, StoreOutcome};
 
 /// Step 5: the batch transaction, or each message alone if it fails.
-pub(super) async fn store(inner: &Inner, state: &mut WriterState, items: &mut [Item]) {
+pub(super) async fn store(inner: &Inner, sessions: &mut SessionCache, items: &mut [Item]) {
     let open: Vec<usize> = items
         .iter()
         .enumerate()
@@ -34,9 +34,9 @@ pub(super) async fn store(inner: &Inner, state: &mut WriterState, items: &mut [I
             Item::Clear { .. } => None,
         })
         .collect();
-    match commit(inner, state, &batch).await {
+    match commit(inner, sessions, &batch).await {
         Ok(seen) => {
-            state.remember_sessions(seen);
+            sessions.remember(seen);
             for &i in &open {
                 if let Item::Msg(m) = &mut items[i] {
                     m.result = Some(Ok(StoreOutcome::Stored(m.msg_id)));
@@ -66,7 +66,7 @@ pub(super) async fn store(inner: &Inner, state: &mut WriterState, items: &mut [I
                         .counters
                         .retried_messages
                         .fetch_add(1, Ordering::Relaxed);
-                    retry_alone(inner, state, m).await
+                    retry_alone(inner, sessions, m).await
                 };
                 if result.is_ok() {
                     inner
@@ -82,7 +82,7 @@ pub(super) async fn store(inner: &Inner, state: &mut WriterState, items: &mut [I
 
 async fn retry_alone(
     inner: &Inner,
-    state: &mut WriterState,
+    sessions: &mut SessionCache,
     m: &Msg,
 ) -> StorageResult<StoreOutcome> {
     // A concurrent process may have stored the same request meanwhile.
@@ -93,14 +93,14 @@ async fn retry_alone(
     {
         return Ok(StoreOutcome::Duplicate(id));
     }
-    let seen = commit(inner, state, &[m]).await?;
-    state.remember_sessions(seen);
+    let seen = commit(inner, sessions, &[m]).await?;
+    sessions.remember(seen);
     Ok(StoreOutcome::Stored(m.msg_id))
 }
 
 async fn commit(
     inner: &Inner,
-    state: &WriterState,
+    known: &SessionCache,
     batch: &[&Msg],
 ) -> StorageResult<Vec<(sessions::SessionKey, u32)>> {
     let mut tx = inner.pools.primary().begin().await?;
@@ -178,7 +178,7 @@ async fn commit(
             time,
         })
         .collect();
-    let seen = sessions::upsert(conn, &rows, true, Some(&state.sessions)).await?;
+    let seen = sessions::upsert(conn, &rows, true, Some(&known.map)).await?;
     for (group, time) in groups {
         sqlx::query("UPDATE IMGroup SET lastChated = GREATEST(lastChated, ?) WHERE id = ?")
             .bind(time)

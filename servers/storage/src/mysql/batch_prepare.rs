@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use super::batcher::WriterState;
+use super::batcher::RelationCache;
 use super::rows::{col_u32, sql};
 use super::schema::{group_message_table, message_table};
-use super::store_batch::{Conv, Item, msgs_mut};
+use super::store_batch::{Conv, InFlight, Item, msgs_mut};
 use super::{Inner, members, relations};
 use crate::error::{StorageError, StorageResult};
 use crate::redis_cache::{Pool, decode, scripts};
@@ -23,13 +23,14 @@ const LOOKUPS_PER_STATEMENT: usize = 16;
 /// Steps 1-4: de-duplication, membership, relations, ids.
 pub(super) async fn prepare(
     inner: &Inner,
-    state: &mut WriterState,
+    relations: &mut RelationCache,
+    in_flight: &InFlight,
     items: &mut [Item],
 ) -> StorageResult<()> {
     dedup(inner, items).await?;
     check_groups(inner, items).await?;
-    resolve_relations(inner, state, items).await?;
-    allocate_ids(inner, items).await
+    resolve_relations(inner, relations, items).await?;
+    allocate_ids(inner, in_flight, items).await
 }
 
 async fn dedup(inner: &Inner, items: &mut [Item]) -> StorageResult<()> {
@@ -155,19 +156,19 @@ async fn check_groups(inner: &Inner, items: &mut [Item]) -> StorageResult<()> {
 
 async fn resolve_relations(
     inner: &Inner,
-    state: &mut WriterState,
+    relations: &mut RelationCache,
     items: &mut [Item],
 ) -> StorageResult<()> {
     let mut missing: Vec<(u32, u32)> = msgs_mut(items)
         .filter(|m| m.open() && !m.msg.msg_type.is_group())
         .map(|m| relations::pair(m.msg.from_id, m.msg.to_id))
-        .filter(|p| !state.relations.contains_key(p))
+        .filter(|p| !relations.map.contains_key(p))
         .collect();
     if !missing.is_empty() {
         missing.sort_unstable();
         missing.dedup();
         for (p, id) in relations::resolve(inner, &missing).await? {
-            state.remember_relation(p, id);
+            relations.remember(p, id);
         }
     }
     for m in msgs_mut(items).filter(|m| m.open()) {
@@ -176,7 +177,7 @@ async fn resolve_relations(
             continue;
         }
         let p = relations::pair(m.msg.from_id, m.msg.to_id);
-        match state.relations.get(&p) {
+        match relations.map.get(&p) {
             Some(&relate_id) => m.conv = Some(Conv::Single(relate_id)),
             None => {
                 m.result = Some(Err(StorageError::Database(format!(
@@ -218,7 +219,11 @@ async fn max_stored_id(inner: &Inner, conv: Conv) -> StorageResult<u32> {
     col_u32(&row, 0)
 }
 
-async fn allocate_ids(inner: &Inner, items: &mut [Item]) -> StorageResult<()> {
+async fn allocate_ids(
+    inner: &Inner,
+    in_flight: &InFlight,
+    items: &mut [Item],
+) -> StorageResult<()> {
     let mut order: Vec<(Conv, u32)> = Vec::new();
     let mut index: HashMap<Conv, usize> = HashMap::new();
     for m in msgs_mut(items).filter(|m| m.open()) {
@@ -246,7 +251,10 @@ async fn allocate_ids(inner: &Inner, items: &mut [Item]) -> StorageResult<()> {
         let mut cmds = Vec::with_capacity(missing.len());
         for &i in &missing {
             let (conv, n) = order[i];
-            let floor = max_stored_id(inner, conv).await?;
+            // The batch still committing holds ids MySQL does not show yet.
+            let floor = max_stored_id(inner, conv)
+                .await?
+                .max(in_flight.last_ids.get(&conv).copied().unwrap_or(0));
             tracing::info!(
                 ?conv,
                 floor,

@@ -6,7 +6,9 @@
 //! ordered with the stores around them) up to `max_batch` is applied as one batch: one MySQL
 //! transaction, Redis pipelines before and after it ([`super::store_batch`]). Any other write
 //! ends the run and is applied alone. While a batch commits, new requests queue up, so the
-//! batch size follows the load: one message alone when idle, hundreds under load.
+//! batch size follows the load: one message alone when idle, hundreds under load. When
+//! requests are queued as a batch starts its transaction, the next batch is prepared (ids,
+//! relations, de-duplication) meanwhile; transactions and answers stay in queue order.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,32 +63,49 @@ pub enum WriteOp {
     Job(Job),
 }
 
-/// State only the writer touches.
+/// State only the writer touches, in two parts: the next batch is prepared with `relations`
+/// while the one before it commits with `sessions`.
 #[derive(Default)]
 pub struct WriterState {
-    /// (smallId, bigId) -> relateId of active relations seen; relations are never removed,
-    /// so an entry stays valid.
-    pub relations: HashMap<(u32, u32), u32>,
-    /// (userId, peerId, type) -> IMRecentSession.id seen in committed transactions; session
-    /// rows are never deleted, so the id stays valid (and a vanished one is detected).
-    pub sessions: HashMap<SessionKey, u32>,
+    /// Relation ids.
+    pub relations: RelationCache,
+    /// Session row ids.
+    pub sessions: SessionCache,
 }
 
-impl WriterState {
-    /// Remembers a relation (starting over when the map is full).
-    pub fn remember_relation(&mut self, pair: (u32, u32), relate_id: u32) {
-        if self.relations.len() >= RELATION_CACHE_MAX {
-            self.relations.clear();
-        }
-        self.relations.insert(pair, relate_id);
-    }
+/// (smallId, bigId) -> relateId of active relations seen; relations are never removed, so an
+/// entry stays valid.
+#[derive(Default)]
+pub struct RelationCache {
+    /// The map.
+    pub map: HashMap<(u32, u32), u32>,
+}
 
-    /// Remembers session row ids (starting over when the map is full).
-    pub fn remember_sessions(&mut self, seen: Vec<(SessionKey, u32)>) {
-        if self.sessions.len() + seen.len() > SESSION_CACHE_MAX {
-            self.sessions.clear();
+impl RelationCache {
+    /// Remembers a relation (starting over when the map is full).
+    pub fn remember(&mut self, pair: (u32, u32), relate_id: u32) {
+        if self.map.len() >= RELATION_CACHE_MAX {
+            self.map.clear();
         }
-        self.sessions.extend(seen);
+        self.map.insert(pair, relate_id);
+    }
+}
+
+/// (userId, peerId, type) -> IMRecentSession.id seen in committed transactions; session rows
+/// are never deleted, so the id stays valid (and a vanished one is detected).
+#[derive(Default)]
+pub struct SessionCache {
+    /// The map.
+    pub map: HashMap<SessionKey, u32>,
+}
+
+impl SessionCache {
+    /// Remembers session row ids (starting over when the map is full).
+    pub fn remember(&mut self, seen: Vec<(SessionKey, u32)>) {
+        if self.map.len() + seen.len() > SESSION_CACHE_MAX {
+            self.map.clear();
+        }
+        self.map.extend(seen);
     }
 }
 
@@ -95,16 +114,31 @@ pub async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<WriteOp>, ma
     let mut state = WriterState::default();
     let mut held: Option<WriteOp> = None;
     let mut last_purge = Instant::now();
+    // A batch prepared (steps 1-4) and not yet committed. It commits as soon as nothing else
+    // is queued; when more is queued, the next batch is prepared while it commits (two round
+    // trips to MySQL and Redis that no longer add to every message's wait).
+    let mut prepared: Option<store_batch::Prepared> = None;
     loop {
         let op = match held.take() {
-            Some(op) => op,
-            None => match rx.recv().await {
-                Some(op) => op,
+            Some(op) => Some(op),
+            None if prepared.is_some() => rx.try_recv().ok(),
+            None => rx.recv().await,
+        };
+        let Some(op) = op else {
+            match prepared.take() {
+                Some(p) => {
+                    finish(&inner, &mut state.sessions, p).await;
+                    continue;
+                }
                 None => break,
-            },
+            }
         };
         match op {
             WriteOp::Job(job) => {
+                // A job sees every write queued before it (Decisions 6).
+                if let Some(p) = prepared.take() {
+                    finish(&inner, &mut state.sessions, p).await;
+                }
                 inner.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 job(Arc::clone(&inner)).await;
                 inner.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -121,10 +155,28 @@ pub async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<WriteOp>, ma
                         Err(_) => break,
                     }
                 }
-                let n = batch.len();
-                inner.counters.queued.fetch_sub(n, Ordering::Relaxed);
-                store_batch::apply(&inner, &mut state, batch).await;
-                inner.counters.writes.fetch_add(n as u64, Ordering::Relaxed);
+                inner
+                    .counters
+                    .queued
+                    .fetch_sub(batch.len(), Ordering::Relaxed);
+                let in_flight = prepared.as_ref().map(store_batch::Prepared::in_flight);
+                let next = match (prepared.take(), in_flight) {
+                    (Some(p), Some(f)) if !f.retries_any(&batch) => {
+                        let ((), next) = tokio::join!(
+                            finish(&inner, &mut state.sessions, p),
+                            store_batch::prepare(&inner, &mut state.relations, &f, batch)
+                        );
+                        next
+                    }
+                    (p, _) => {
+                        if let Some(p) = p {
+                            finish(&inner, &mut state.sessions, p).await;
+                        }
+                        let none = store_batch::InFlight::default();
+                        store_batch::prepare(&inner, &mut state.relations, &none, batch).await
+                    }
+                };
+                prepared = Some(next);
             }
         }
         if last_purge.elapsed() >= PURGE_EVERY {
@@ -133,6 +185,13 @@ pub async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<WriteOp>, ma
         }
     }
     tracing::debug!("MySQL writer stopped");
+}
+
+/// Steps 5-6 of a prepared batch and its answers.
+async fn finish(inner: &Inner, sessions: &mut SessionCache, prepared: store_batch::Prepared) {
+    let n = prepared.ops;
+    store_batch::finish(inner, sessions, prepared).await;
+    inner.counters.writes.fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// Deletes request ids older than [`DEDUP_KEEP_SECS`].

@@ -11,21 +11,27 @@
 //! 6. after the commit, the unread counters and group counts, pipelined in queue order
 //!    together with the read acks queued between the messages.
 //!
+//! Steps 1-4 of a batch may run while the batch before it is in steps 5-6 (the writer's
+//! pipeline, [`super::batcher`]): they read what that batch holds from an [`InFlight`] (a
+//! re-seeded sequence starts above its ids), and a batch that retries one of its requests
+//! waits for its commit instead.
+//!
 //! Nothing is acknowledged before step 5 commits. If the transaction fails, each message is
 //! retried alone (keeping its id) so that one bad message cannot fail its neighbours; a
 //! message that fails alone gets the error (db_proxy answers msg_id 0). Ids allocated to a
 //! message that is not stored are never reused.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::batcher::{WriteOp, WriterState};
+use super::batcher::{RelationCache, SessionCache, WriteOp};
 use super::{Inner, batch_commit, batch_prepare, content};
 use crate::error::{StorageError, StorageResult};
 use crate::redis_cache::{Pool, scripts};
-use crate::types::{NewContent, NewMessage, SessionType, StoreOutcome, UserId};
+use crate::types::{NewContent, NewMessage, RequestId, SessionType, StoreOutcome, UserId};
 
 /// A conversation's id sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,8 +71,64 @@ pub(super) enum Item {
     },
 }
 
-/// Applies one batch of queued stores and read acks.
-pub async fn apply(inner: &Inner, state: &mut WriterState, ops: Vec<WriteOp>) {
+/// What a batch that is being committed holds that the preparation of the next one must take
+/// into account.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    /// Request ids being stored (a retry of one of them must wait for the commit).
+    rids: HashSet<RequestId>,
+    /// Largest id allocated per conversation (a re-seeded sequence starts above it).
+    pub(super) last_ids: HashMap<Conv, u32>,
+}
+
+/// A batch with its messages validated, de-duplicated and given ids: steps 1-4 done.
+pub struct Prepared {
+    items: Vec<Item>,
+    /// Queued writes it answers (messages and read acks).
+    pub ops: usize,
+}
+
+impl Prepared {
+    /// What the next batch's preparation must know about this one while it commits.
+    pub(super) fn in_flight(&self) -> InFlight {
+        let mut f = InFlight::default();
+        for item in &self.items {
+            let Item::Msg(m) = item else { continue };
+            if !m.open() {
+                continue;
+            }
+            if let Some(rid) = m.msg.request_id {
+                f.rids.insert(rid);
+            }
+            if let Some(conv) = m.conv {
+                let last = f.last_ids.entry(conv).or_insert(0);
+                *last = (*last).max(m.msg_id);
+            }
+        }
+        f
+    }
+}
+
+impl InFlight {
+    /// True if `ops` retries a request of the batch in flight: then it is prepared only after
+    /// that batch committed, so that the retry is answered as the duplicate it is.
+    pub fn retries_any(&self, ops: &[WriteOp]) -> bool {
+        !self.rids.is_empty()
+            && ops.iter().any(|op| {
+                matches!(op, WriteOp::Message(m, _) if m.request_id.is_some_and(|r| self.rids.contains(&r)))
+            })
+    }
+}
+
+/// Steps 1-4 (validation, de-duplication, membership, relations, ids). May run while the batch
+/// before commits: `in_flight` is what that batch holds.
+pub(super) async fn prepare(
+    inner: &Inner,
+    relations: &mut RelationCache,
+    in_flight: &InFlight,
+    ops: Vec<WriteOp>,
+) -> Prepared {
+    let ops_len = ops.len();
     let mut items: Vec<Item> = ops
         .into_iter()
         .filter_map(|op| match op {
@@ -103,13 +165,24 @@ pub async fn apply(inner: &Inner, state: &mut WriterState, ops: Vec<WriteOp>) {
         c.batched_messages.fetch_add(count, Ordering::Relaxed);
         c.largest_batch.fetch_max(count, Ordering::Relaxed);
         let started = Instant::now();
-        if let Err(e) = batch_prepare::prepare(inner, state, &mut items).await {
+        if let Err(e) = batch_prepare::prepare(inner, relations, in_flight, &mut items).await {
             fail_open(&mut items, &e);
         }
-        let prepared = Instant::now();
-        batch_commit::store(inner, state, &mut items).await;
-        add_micros(&c.prepare_us, prepared - started);
-        add_micros(&c.commit_us, prepared.elapsed());
+        add_micros(&c.prepare_us, started.elapsed());
+    }
+    Prepared {
+        items,
+        ops: ops_len,
+    }
+}
+
+/// Steps 5-6 (the transaction, then the Redis counters) and the answers.
+pub(super) async fn finish(inner: &Inner, sessions: &mut SessionCache, prepared: Prepared) {
+    let mut items = prepared.items;
+    if items.iter().any(|i| matches!(i, Item::Msg(_))) {
+        let started = Instant::now();
+        batch_commit::store(inner, sessions, &mut items).await;
+        add_micros(&inner.counters.commit_us, started.elapsed());
     }
     let started = Instant::now();
     after_commit(inner, &mut items).await;

@@ -149,6 +149,28 @@ pub async fn request_dedup<S: Store>(store: &S) {
     ids.sort_unstable();
     assert_eq!(ids, vec![3, 4, 5, 6]);
 
+    // Copies of one request queued back to back (the same batch, or one batch while the one
+    // before commits): exactly one is stored, the others answer its id.
+    let copy = NewMessage {
+        request_id: Some(request_id(200)),
+        ..text(a, b, "copies")
+    };
+    let mut outcomes: Vec<StoreOutcome> =
+        join_all((0..3).map(|_| store.store_message(copy.clone())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    outcomes.sort_by_key(|o| matches!(o, StoreOutcome::Duplicate(_)));
+    assert_eq!(
+        outcomes,
+        vec![
+            StoreOutcome::Stored(7),
+            StoreOutcome::Duplicate(7),
+            StoreOutcome::Duplicate(7)
+        ]
+    );
+
     // Groups too.
     let g = new_group(store, a, GroupKind::Temporary, &[a, b]).await;
     let gm = NewMessage {
