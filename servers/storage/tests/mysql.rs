@@ -644,6 +644,55 @@ async fn failed_batch_is_retried_one_by_one() {
     assert_eq!(ids, (1..=9).collect::<Vec<_>>());
 }
 
+/// A batch whose SQL text is larger than one round trip (long contents, every shard, some
+/// multi-byte characters) is stored completely and exactly, and counted once per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_larger_than_one_round_trip() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let store = env.open().await;
+    // 240 messages of ~4,000 characters queued at once: about 2 MB of hex literals, several
+    // round trips of text in each batch the writer forms.
+    let body = |i: u32| format!("{i:04}é{}", "x".repeat(3_990));
+    let futures: Vec<_> = (0..240u32)
+        .map(|i| store.store_message(text(1, 2 + i % 8, &body(i))))
+        .collect();
+    let results = join_all(futures).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(StoreOutcome::Stored(_)))),
+        "{results:?}"
+    );
+    for peer in 2..=9u32 {
+        let h = store
+            .history(1, SessionType::Single, peer, 0, 100)
+            .await
+            .unwrap();
+        let got: Vec<_> = h.iter().rev().map(|m| m.content.clone()).collect();
+        let want: Vec<_> = (0..240u32)
+            .filter(|i| 2 + i % 8 == peer)
+            .map(|i| MessageContent::Text(body(i).into_bytes()))
+            .collect();
+        assert_eq!(got.len(), 30, "peer {peer}");
+        assert!(got == want, "peer {peer}: contents differ");
+        let ids: Vec<_> = h.iter().rev().map(|m| m.msg_id).collect();
+        assert_eq!(ids, (1..=30).collect::<Vec<_>>(), "peer {peer}");
+    }
+    let unread = store.unread(5).await.unwrap();
+    assert_eq!(unread.iter().find(|u| u.peer_id == 1).unwrap().count, 30);
+    // 64 of these messages already make more than one round trip of text (512 KiB), and no
+    // batch failed (a failed one would have been stored one message at a time).
+    let stats = store.stats();
+    assert!(stats.largest_batch >= 64, "{stats:?}");
+    assert_eq!(
+        (stats.failed_batches, stats.retried_messages),
+        (0, 0),
+        "{stats:?}"
+    );
+}
+
 /// `close` applies everything queued before it; later calls fail with `Closed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_finishes_queued_writes() {
