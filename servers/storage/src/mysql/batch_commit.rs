@@ -137,21 +137,20 @@ async fn commit(
             }
         });
     }
-    // Rows and request ids first, in one round trip of SQL text for a batch of short messages.
-    let mut rows = TextInserts::default();
-    message_rows(&mut rows, batch, &contents);
+    // Rows, request ids, the sessions whose row id is known and the groups' lastChated: one
+    // round trip of SQL text for a batch of short messages.
+    let mut text = TextInserts::default();
+    message_rows(&mut text, batch, &contents);
     let created = now();
     for m in batch {
         if let Some(rid) = m.msg.request_id {
-            rows.row("INSERT INTO im_store_request (origin, seq, msgId, created)")
+            text.row("INSERT INTO im_store_request (origin, seq, msgId, created)")
                 .int(rid.origin)
                 .int(rid.seq)
                 .int(m.msg_id)
                 .int(created);
         }
     }
-    rows.execute(conn).await?;
-
     let mut sessions_rows: BTreeMap<(u32, u32, u8), u32> = BTreeMap::new();
     let mut groups: BTreeMap<u32, u32> = BTreeMap::new();
     for m in batch {
@@ -178,13 +177,31 @@ async fn commit(
             time,
         })
         .collect();
-    let seen = sessions::upsert(conn, &rows, true, Some(&known.map)).await?;
-    for (group, time) in groups {
-        sqlx::query("UPDATE IMGroup SET lastChated = GREATEST(lastChated, ?) WHERE id = ?")
-            .bind(time)
-            .bind(group)
-            .execute(&mut *conn)
-            .await?;
+    let planned = sessions::plan_known(&mut text, &rows, true, Some(&known.map));
+    let group_updates: Vec<String> = groups
+        .into_iter()
+        .map(|(group, time)| {
+            format!(
+                "UPDATE IMGroup SET lastChated = GREATEST(lastChated, {time}) WHERE id = {group}"
+            )
+        })
+        .collect();
+    // Groups after every session, the order in which a batch has always taken its locks
+    // (sessions not seen before take the locking path first).
+    let groups_later = planned.has_unknown();
+    if !groups_later {
+        for update in &group_updates {
+            text.statement(update);
+        }
+    }
+    let matched = text.execute(conn).await?;
+    let seen = sessions::upsert_rest(conn, planned, &matched, true).await?;
+    if groups_later && !group_updates.is_empty() {
+        let mut text = TextInserts::default();
+        for update in &group_updates {
+            text.statement(update);
+        }
+        text.execute(conn).await?;
     }
     tx.commit().await?;
     Ok(seen)

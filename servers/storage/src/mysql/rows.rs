@@ -97,31 +97,57 @@ pub struct TextInserts {
     open: String,
     /// Values written to the current row so far.
     fields: usize,
+    /// A row is open (its `)` is not written yet).
+    row_open: bool,
+    /// Statements so far.
+    statements: usize,
 }
 
 impl TextInserts {
     /// Starts a row of `prefix` (`INSERT INTO t (a, b)`): appended to the open statement if
     /// it has the same prefix, else a new statement; a new round trip once this one is full.
     pub fn row(&mut self, prefix: &str) -> &mut Self {
-        if !self.cur.is_empty() {
-            self.cur.push(')');
-        }
-        if self.cur.len() >= TEXT_BYTES {
-            self.done.push(std::mem::take(&mut self.cur));
-            self.open.clear();
-        }
+        self.close_row();
         if self.open == prefix {
             self.cur.push_str(",(");
         } else {
-            if !self.cur.is_empty() {
-                self.cur.push(';');
-            }
+            self.next_statement();
             self.cur.push_str(prefix);
             self.cur.push_str(" VALUES (");
             prefix.clone_into(&mut self.open);
         }
         self.fields = 0;
+        self.row_open = true;
         self
+    }
+
+    /// Appends a whole statement, written by the caller from constants and integers only;
+    /// returns its index in what [`TextInserts::execute`] returns.
+    pub fn statement(&mut self, text: &str) -> usize {
+        self.close_row();
+        self.next_statement();
+        self.cur.push_str(text);
+        self.open.clear();
+        self.statements - 1
+    }
+
+    /// Closes the open row, and the round trip if it is full.
+    fn close_row(&mut self) {
+        if self.row_open {
+            self.cur.push(')');
+            self.row_open = false;
+        }
+        if self.cur.len() >= TEXT_BYTES {
+            self.done.push(std::mem::take(&mut self.cur));
+            self.open.clear();
+        }
+    }
+
+    fn next_statement(&mut self) {
+        if !self.cur.is_empty() {
+            self.cur.push(';');
+        }
+        self.statements += 1;
     }
 
     fn sep(&mut self) {
@@ -155,21 +181,25 @@ impl TextInserts {
 
     /// The round trips' texts (for tests).
     pub fn texts(mut self) -> Vec<String> {
+        self.close_row();
         if !self.cur.is_empty() {
-            self.cur.push(')');
             self.done.push(std::mem::take(&mut self.cur));
         }
         self.done
     }
 
-    /// Runs every statement, one round trip per [`TEXT_BYTES`] of text.
-    pub async fn execute(self, conn: &mut sqlx::MySqlConnection) -> StorageResult<()> {
+    /// Runs every statement, one round trip per [`TEXT_BYTES`] of text; returns the rows each
+    /// statement affected (matched, for an UPDATE: the connection sets CLIENT_FOUND_ROWS).
+    pub async fn execute(self, conn: &mut sqlx::MySqlConnection) -> StorageResult<Vec<u64>> {
+        use futures_util::TryStreamExt as _;
+        let mut affected = Vec::with_capacity(self.statements);
         for text in self.texts() {
-            sqlx::raw_sql(AssertSqlSafe(text))
-                .execute(&mut *conn)
-                .await?;
+            let mut results = sqlx::raw_sql(AssertSqlSafe(text)).execute_many(&mut *conn);
+            while let Some(done) = results.try_next().await? {
+                affected.push(done.rows_affected());
+            }
         }
-        Ok(())
+        Ok(affected)
     }
 }
 
@@ -197,6 +227,22 @@ mod tests {
                 "INSERT INTO a (x, y) VALUES (1,_utf8mb4 X'6869'),(2,_utf8mb4 X'');\
                  INSERT INTO b (z) VALUES (18446744073709551615);\
                  INSERT INTO a (x, y) VALUES (3,_utf8mb4 X'275C00')"
+            ]
+        );
+    }
+
+    #[test]
+    fn text_inserts_take_whole_statements_between_rows() {
+        let mut t = TextInserts::default();
+        t.row("INSERT INTO a (x)").int(1u32);
+        assert_eq!(t.statement("UPDATE b SET y = 2 WHERE id IN (3,4)"), 1);
+        t.row("INSERT INTO a (x)").int(5u32);
+        assert_eq!(t.statement("DELETE FROM c WHERE id = 6"), 3);
+        assert_eq!(
+            t.texts(),
+            vec![
+                "INSERT INTO a (x) VALUES (1);UPDATE b SET y = 2 WHERE id IN (3,4);\
+                 INSERT INTO a (x) VALUES (5);DELETE FROM c WHERE id = 6"
             ]
         );
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::MySqlConnection;
 
-use super::rows::{col_u8, col_u32, now, sql};
+use super::rows::{TextInserts, col_u8, col_u32, now, sql};
 use super::{Inner, members, messages};
 use crate::error::StorageResult;
 use crate::types::{SessionSummary, SessionType, Timestamp, UserId};
@@ -57,27 +57,85 @@ pub async fn upsert(
     reactivate: bool,
     known_ids: Option<&HashMap<SessionKey, u32>>,
 ) -> StorageResult<Vec<(SessionKey, u32)>> {
-    let set = if reactivate {
-        "status = 0, updated = GREATEST(updated, "
-    } else {
-        "updated = GREATEST(updated, "
-    };
-    let mut general: Vec<Touch> = Vec::new();
+    let mut text = TextInserts::default();
+    let planned = plan_known(&mut text, rows, reactivate, known_ids);
+    let matched = text.execute(conn).await?;
+    upsert_rest(conn, planned, &matched, reactivate).await
+}
+
+/// The first half of [`upsert`]: the UPDATEs of rows whose id is known, appended to `text`
+/// (so that a caller can send them with other statements in one round trip).
+pub fn plan_known(
+    text: &mut TextInserts,
+    rows: &[Touch],
+    reactivate: bool,
+    known_ids: Option<&HashMap<SessionKey, u32>>,
+) -> PlannedTouches {
+    use std::fmt::Write as _;
+    let set = set_clause(reactivate);
+    let mut planned = PlannedTouches::default();
     let mut by_time: BTreeMap<Timestamp, Vec<(u32, Touch)>> = BTreeMap::new();
     for t in rows {
         match known_ids.and_then(|k| k.get(&(t.user, t.peer, t.kind))) {
             Some(&id) => by_time.entry(t.time).or_default().push((id, *t)),
-            None => general.push(*t),
+            None => planned.general.push(*t),
         }
     }
     for (time, list) in by_time {
         for chunk in list.chunks(ROWS_PER_UPDATE) {
-            let ids: Vec<u32> = chunk.iter().map(|(id, _)| *id).collect();
-            // CLIENT_FOUND_ROWS: the count of matched rows, changed or not.
-            let matched = update_by_ids(conn, set, time, &ids).await?;
-            if matched < chunk.len() as u64 {
-                general.extend(chunk.iter().map(|(_, t)| *t));
+            let mut update = format!("UPDATE IMRecentSession SET {set}{time}) WHERE id IN (");
+            for (i, (id, _)) in chunk.iter().enumerate() {
+                let _ = write!(update, "{}{id}", if i == 0 { "" } else { "," });
             }
+            update.push(')');
+            let index = text.statement(&update);
+            planned
+                .by_id
+                .push((index, chunk.iter().map(|(_, t)| *t).collect()));
+        }
+    }
+    planned
+}
+
+/// The SET clause of a touch, up to the time (which the caller writes, then `)`).
+fn set_clause(reactivate: bool) -> &'static str {
+    if reactivate {
+        "status = 0, updated = GREATEST(updated, "
+    } else {
+        "updated = GREATEST(updated, "
+    }
+}
+
+/// What [`plan_known`] planned.
+#[derive(Debug, Default)]
+pub struct PlannedTouches {
+    /// Statement index of each UPDATE by id, with its touches.
+    by_id: Vec<(usize, Vec<Touch>)>,
+    /// Touches without a known id.
+    general: Vec<Touch>,
+}
+
+impl PlannedTouches {
+    /// True if some touches have no known row id (they take the locking path).
+    pub fn has_unknown(&self) -> bool {
+        !self.general.is_empty()
+    }
+}
+
+/// The second half of [`upsert`], once the planned UPDATEs ran (`matched`: rows matched per
+/// statement of their text): the general path for unknown ids, and for the touches of an
+/// UPDATE that matched fewer rows than it named.
+pub async fn upsert_rest(
+    conn: &mut MySqlConnection,
+    planned: PlannedTouches,
+    matched: &[u64],
+    reactivate: bool,
+) -> StorageResult<Vec<(SessionKey, u32)>> {
+    let set = set_clause(reactivate);
+    let mut general = planned.general;
+    for (index, touches) in planned.by_id {
+        if matched.get(index).copied().unwrap_or(0) < touches.len() as u64 {
+            general.extend(touches);
         }
     }
     general.sort_by_key(|t| (t.user, t.peer, t.kind));
