@@ -178,31 +178,23 @@ async fn commit(
         })
         .collect();
     let planned = sessions::plan_known(&mut text, &rows, true, Some(&known.map));
-    let group_updates: Vec<String> = groups
-        .into_iter()
-        .map(|(group, time)| {
-            format!(
-                "UPDATE IMGroup SET lastChated = GREATEST(lastChated, {time}) WHERE id = {group}"
-            )
-        })
-        .collect();
-    // Groups after every session, the order in which a batch has always taken its locks
-    // (sessions not seen before take the locking path first).
-    let groups_later = planned.has_unknown();
-    if !groups_later {
-        for update in &group_updates {
-            text.statement(update);
-        }
+    // Groups after every session, the order in which a batch has always taken its locks:
+    // with sessions not seen before (the locking path), in a round trip of their own after it.
+    let mut late = TextInserts::default();
+    let group_text = if planned.has_unknown() {
+        &mut late
+    } else {
+        &mut text
+    };
+    for (group, time) in groups {
+        group_text.statement(&format!(
+            "UPDATE IMGroup SET lastChated = GREATEST(lastChated, {time}) WHERE id = {group}"
+        ));
     }
     let matched = text.execute(conn).await?;
     let seen = sessions::upsert_rest(conn, planned, &matched, true).await?;
-    if groups_later && !group_updates.is_empty() {
-        let mut text = TextInserts::default();
-        for update in &group_updates {
-            text.statement(update);
-        }
-        text.execute(conn).await?;
-    }
+    // Nothing to send (no round trip) unless groups waited for new sessions.
+    late.execute(conn).await?;
     tx.commit().await?;
     Ok(seen)
 }

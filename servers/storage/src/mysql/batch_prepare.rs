@@ -2,11 +2,10 @@
 //! existence and membership, relate ids of user pairs, and message ids.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::batcher::RelationCache;
-use super::rows::{col_u32, sql};
+use super::rows::{col_u32, push_int_list, sql};
 use super::schema::{group_message_table, message_table};
 use super::store_batch::{Conv, InFlight, Item, msgs_mut};
 use super::{Inner, members, relations};
@@ -79,9 +78,7 @@ pub(super) async fn stored_request_ids(
             let mut part = format!(
                 "SELECT origin, seq, msgId FROM im_store_request WHERE origin = {origin} AND seq IN ("
             );
-            for (i, seq) in chunk.iter().enumerate() {
-                let _ = write!(part, "{}{seq}", if i == 0 { "" } else { "," });
-            }
+            push_int_list(&mut part, chunk);
             part.push(')');
             parts.push(part);
         }

@@ -76,11 +76,21 @@ pub fn unique_sorted(ids: &[u32]) -> Vec<u32> {
     v
 }
 
+/// Appends `values` to `out` as a comma-separated list of integers (for `IN (...)` in SQL
+/// text: digits only).
+pub fn push_int_list<T: std::fmt::Display>(out: &mut String, values: impl IntoIterator<Item = T>) {
+    use std::fmt::Write as _;
+    for (i, v) in values.into_iter().enumerate() {
+        let _ = write!(out, "{}{v}", if i == 0 { "" } else { "," });
+    }
+}
+
 /// Text of one round trip of [`TextInserts`]: well below MySQL 5.5's 1 MiB
 /// `max_allowed_packet`, and large enough for a whole batch of short messages.
 const TEXT_BYTES: usize = 512 << 10;
 
-/// Multi-row INSERTs sent as SQL text, several statements per round trip.
+/// Multi-row INSERTs (and whole statements of integers, [`TextInserts::statement`]) sent as
+/// SQL text, several statements per round trip.
 ///
 /// For the group commit's hot path: a prepared statement costs a round trip to prepare and
 /// one to execute, and with eight message shards, request ids and sessions a batch made
@@ -212,6 +222,10 @@ mod tests {
         assert_eq!(placeholders(0), "");
         assert_eq!(placeholders(3), "?,?,?");
         assert_eq!(unique_sorted(&[3, 1, 3, 2]), vec![1, 2, 3]);
+        let mut list = String::from("(");
+        push_int_list(&mut list, [7u32, 8, 9]);
+        push_int_list(&mut list, Vec::<u64>::new());
+        assert_eq!(list, "(7,8,9");
     }
 
     #[test]
@@ -233,6 +247,8 @@ mod tests {
 
     #[test]
     fn text_inserts_take_whole_statements_between_rows() {
+        // Nothing written: nothing to send, so `execute` makes no round trip.
+        assert!(TextInserts::default().texts().is_empty());
         let mut t = TextInserts::default();
         t.row("INSERT INTO a (x)").int(1u32);
         assert_eq!(t.statement("UPDATE b SET y = 2 WHERE id IN (3,4)"), 1);

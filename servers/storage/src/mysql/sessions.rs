@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::MySqlConnection;
 
-use super::rows::{TextInserts, col_u8, col_u32, now, sql};
+use super::rows::{TextInserts, col_u8, col_u32, now, push_int_list, sql};
 use super::{Inner, members, messages};
 use crate::error::StorageResult;
 use crate::types::{SessionSummary, SessionType, Timestamp, UserId};
@@ -71,7 +71,6 @@ pub fn plan_known(
     reactivate: bool,
     known_ids: Option<&HashMap<SessionKey, u32>>,
 ) -> PlannedTouches {
-    use std::fmt::Write as _;
     let set = set_clause(reactivate);
     let mut planned = PlannedTouches::default();
     let mut by_time: BTreeMap<Timestamp, Vec<(u32, Touch)>> = BTreeMap::new();
@@ -83,12 +82,7 @@ pub fn plan_known(
     }
     for (time, list) in by_time {
         for chunk in list.chunks(ROWS_PER_UPDATE) {
-            let mut update = format!("UPDATE IMRecentSession SET {set}{time}) WHERE id IN (");
-            for (i, (id, _)) in chunk.iter().enumerate() {
-                let _ = write!(update, "{}{id}", if i == 0 { "" } else { "," });
-            }
-            update.push(')');
-            let index = text.statement(&update);
+            let index = text.statement(&update_text(set, time, chunk.iter().map(|(id, _)| id)));
             planned
                 .by_id
                 .push((index, chunk.iter().map(|(_, t)| *t).collect()));
@@ -201,22 +195,28 @@ pub async fn upsert_rest(
 /// `UPDATE IMRecentSession SET {set}time) WHERE id IN (ids)` as SQL text: one round trip
 /// where a prepared statement takes two (the values are integers; see [`TextInserts`]).
 /// Returns the matched rows.
-///
-/// [`TextInserts`]: super::rows::TextInserts
 async fn update_by_ids(
     conn: &mut MySqlConnection,
     set: &str,
     time: Timestamp,
     ids: &[u32],
 ) -> StorageResult<u64> {
-    use std::fmt::Write as _;
-    let mut text = format!("UPDATE IMRecentSession SET {set}{time}) WHERE id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        let _ = write!(text, "{}{id}", if i == 0 { "" } else { "," });
-    }
-    text.push(')');
-    let done = sqlx::raw_sql(sql(text)).execute(&mut *conn).await?;
+    let done = sqlx::raw_sql(sql(update_text(set, time, ids)))
+        .execute(&mut *conn)
+        .await?;
     Ok(done.rows_affected())
+}
+
+/// The text of a touch of the sessions `ids` (integers only).
+fn update_text<T: std::fmt::Display>(
+    set: &str,
+    time: Timestamp,
+    ids: impl IntoIterator<Item = T>,
+) -> String {
+    let mut text = format!("UPDATE IMRecentSession SET {set}{time}) WHERE id IN (");
+    push_int_list(&mut text, ids);
+    text.push(')');
+    text
 }
 
 /// Active sessions with `updated > since`, newest first, each with its newest message.
