@@ -3,17 +3,21 @@
 # when MariaDB and Redis are reachable, on MariaDB + Redis; writes target/bench/report.md
 # (the README's performance table comes from it) and one JSON + Markdown report per run.
 #
-#   scripts/bench.sh                 everything (about 15 minutes, release build first)
+#   scripts/bench.sh                 everything (about 20 minutes, release build first)
 #   IM_BENCH_ONLY=sqlite scripts/bench.sh
 #
 # What runs, per storage (each on a fresh database):
 #   1. login storm: IM_BENCH_LOGINS distinct users (default 5,000) log in at once
 #   2. maximum throughput: 1:1 chat between IM_BENCH_USERS users (default 2,000, so that no
 #      connection exceeds msg_server's 100 msgs/s limit) paired across the two msg_servers,
-#      closed model (each user keeps IM_BENCH_IN_FLIGHT messages unacked, default 16: with 4
-#      the cluster is not saturated, 24k against 33-34k msgs/s on SQLite), warm-up then
-#      IM_BENCH_DURATION s
+#      closed model (each user keeps IM_BENCH_IN_FLIGHT messages unacked, default 16),
+#      warm-up then IM_BENCH_DURATION s
 #   3. latency: the same chat, open model at half the maximum acked rate
+#   2b, 3b. the same two runs with one message in flight per user. Both maxima leave the CPU
+#      1-4% idle; the pipelined one is about twice as high because a msg_server then reads
+#      many messages per segment and the machine sends 1.0-1.3 TCP segments per message
+#      instead of 5.5-6.5 (counted per run, see tcp_segs). The open-model latency run sends one message
+#      at a time, so it has the second shape whatever the maximum it is half of.
 #   4. group fan-out: 500 users in temporary groups of 50, 200 msgs/s offered
 #   5. idle connections: IM_BENCH_IDLE users (default 50,000) logged in and idle; memory per
 #      connection from the msg_servers' admin stats, on msg_servers restarted for it (a
@@ -85,6 +89,13 @@ extra_msg_server() {
   sleep 2
 }
 
+# TCP segments sent on this machine (every process, loopback included) over one run,
+# written as <run>.segs: divided by the messages delivered it shows what a message costs
+# the kernel, which depends on how many messages share a segment.
+tcp_segs() { awk '/^Tcp:/ { if (h) { for (i = 1; i <= NF; i++) if (n[i] == "OutSegs") print $i } else { h = 1; for (i = 1; i <= NF; i++) n[i] = $i } }' /proc/net/snmp; }
+tcp_segs_begin() { segs0=$(tcp_segs); }
+tcp_segs_end() { echo $(($(tcp_segs) - segs0)) > "$1.segs"; }
+
 suite() {
   local label=$1 storage=$2 base=$3
   local run="$out/$label-cluster" dir="$out/$label"
@@ -100,18 +111,30 @@ suite() {
   "$imctl" "${cfg[@]}" bench login --users "$logins" --create-users "${common[@]}" \
     --out-json "$dir/login.json" --out-md "$dir/login.md" >/dev/null || true
 
-  echo "bench.sh [$label] maximum throughput (closed model)" >&2
-  "$imctl" "${cfg[@]}" bench chat --users "$users" --create-users --closed --in-flight "$in_flight" \
-    --warmup "$warmup" --duration "$duration" "${common[@]}" \
-    --out-json "$dir/max.json" --out-md "$dir/max.md" >/dev/null || true
-  local max half
-  max=$(json_get "$dir/max.json" "['messages']['acked_per_sec']")
-  half=$(python3 -c "print(max(1, int(float('$max') / 2)))")
+  # Each chat run twice: with IM_BENCH_IN_FLIGHT messages in flight per user (pipelined,
+  # the maximum), then with one (every user waits for the ack before the next send, the
+  # traffic shape of the open-model latency run); latency at half of each maximum.
+  local k max half shapes=("$in_flight")
+  [ "$in_flight" = 1 ] || shapes+=(1)
+  for k in "${shapes[@]}"; do
+    local sfx=""
+    [ "$k" = "$in_flight" ] || sfx="-k$k"
+    echo "bench.sh [$label] maximum throughput (closed model, $k in flight per user)" >&2
+    tcp_segs_begin
+    "$imctl" "${cfg[@]}" bench chat --users "$users" --create-users --closed --in-flight "$k" \
+      --warmup "$warmup" --duration "$duration" "${common[@]}" \
+      --out-json "$dir/max$sfx.json" --out-md "$dir/max$sfx.md" >/dev/null || true
+    tcp_segs_end "$dir/max$sfx"
+    max=$(json_get "$dir/max$sfx.json" "['messages']['acked_per_sec']")
+    half=$(python3 -c "print(max(1, int(float('$max') / 2)))")
 
-  echo "bench.sh [$label] latency at $half msgs/s (half of $max)" >&2
-  "$imctl" "${cfg[@]}" bench chat --users "$users" --rate "$half" \
-    --warmup "$warmup" --duration "$duration" "${common[@]}" \
-    --out-json "$dir/latency.json" --out-md "$dir/latency.md" >/dev/null || true
+    echo "bench.sh [$label] latency at $half msgs/s (half of $max)" >&2
+    tcp_segs_begin
+    "$imctl" "${cfg[@]}" bench chat --users "$users" --rate "$half" \
+      --warmup "$warmup" --duration "$duration" "${common[@]}" \
+      --out-json "$dir/latency$sfx.json" --out-md "$dir/latency$sfx.md" >/dev/null || true
+    tcp_segs_end "$dir/latency$sfx"
+  done
 
   echo "bench.sh [$label] group fan-out" >&2
   "$imctl" "${cfg[@]}" bench group --users 500 --group-size 50 --rate 200 --create-users \
@@ -146,38 +169,62 @@ suite() {
   unset IM_RUN_DIR IM_STORAGE IM_PORT_BASE
 }
 
-row() {
-  # One table row per storage from its JSON reports.
-  local label=$1 dir="$out/$1"
-  python3 - "$dir" "$label" <<'PY'
+rows() {
+  # Table rows of one storage from its JSON reports: `main` (one row) or `shapes` (one row
+  # per in-flight setting: its maximum and the open-model run at half of it).
+  local mode=$1 label=$2 dir="$out/$2"
+  python3 - "$mode" "$dir" "$label" "$in_flight" <<'PY'
 import json, os, sys
-d, label = sys.argv[1], sys.argv[2]
+mode, d, label, k = sys.argv[1:5]
 def load(n):
     try:
-        return json.load(open(os.path.join(d, n + ".json")))
+        r = json.load(open(os.path.join(d, n + ".json")))
     except Exception:
         return None
-mx, lat, login, grp, idle = (load(n) for n in ("max", "latency", "login", "group", "idle"))
-dur = open(os.path.join(d, "durability.txt")).read().strip()
-def f(x, k, fmt="{:.0f}"):
     try:
-        return fmt.format(k(x))
+        r["segs"] = int(open(os.path.join(d, n + ".segs")).read())
+    except Exception:
+        pass
+    return r
+def f(x, get, fmt="{:.0f}"):
+    try:
+        return fmt.format(get(x))
     except Exception:
         return "n/a"
-v = lambda r: r["verification"]
-print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-    label, dur,
-    f(mx, lambda r: r["messages"]["acked_per_sec"]),
-    f(lat, lambda r: r["settings"]["offered_rate"]),
-    f(lat, lambda r: r["latency_ms"]["send_deliver"]["p99"], "{:.1f} ms"),
-    f(lat, lambda r: r["latency_ms"]["send_ack"]["p99"], "{:.1f} ms"),
-    f(login, lambda r: r["logins"]["per_sec"]),
-    f(idle, lambda r: r["settings"]["rss_per_connection_bytes"], "{:.0f} B"),
-    f(grp, lambda r: r["messages"]["delivered_per_sec"]),
-))
-bad = [(n, r) for n, r in (("max", mx), ("latency", lat), ("group", grp)) if r and (v(r)["lost"] or v(r)["duplicates"] or v(r)["reordered"])]
-for n, r in bad:
-    print(f"\n{label} {n}: lost {v(r)['lost']}, duplicates {v(r)['duplicates']}, reordered {v(r)['reordered']}", file=sys.stderr)
+runs = {n: load(n) for n in ("max", "latency", "max-k1", "latency-k1", "login", "group", "idle")}
+mx, lat = runs["max"], runs["latency"]
+if mode == "main":
+    dur = open(os.path.join(d, "durability.txt")).read().strip()
+    print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        label, dur,
+        f(mx, lambda r: r["messages"]["acked_per_sec"]),
+        f(lat, lambda r: r["settings"]["offered_rate"]),
+        f(lat, lambda r: r["latency_ms"]["send_deliver"]["p99"], "{:.1f} ms"),
+        f(lat, lambda r: r["latency_ms"]["send_ack"]["p99"], "{:.1f} ms"),
+        f(runs["login"], lambda r: r["logins"]["per_sec"]),
+        f(runs["idle"], lambda r: r["settings"]["rss_per_connection_bytes"], "{:.0f} B"),
+        f(runs["group"], lambda r: r["messages"]["delivered_per_sec"]),
+    ))
+    v = lambda r: r["verification"]
+    for n in ("max", "latency", "max-k1", "latency-k1", "group"):
+        r = runs[n]
+        if r and (v(r)["lost"] or v(r)["duplicates"] or v(r)["reordered"]):
+            print(f"\n{label} {n}: lost {v(r)['lost']}, duplicates {v(r)['duplicates']}, reordered {v(r)['reordered']}", file=sys.stderr)
+else:
+    per_msg = lambda r: r["segs"] / r["messages"]["delivered"]
+    for sfx, n in (("", k), ("-k1", "1")):
+        mx, lat = runs["max" + sfx], runs["latency" + sfx]
+        if mx is None and lat is None:
+            continue
+        print("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            label, n,
+            f(mx, lambda r: r["messages"]["acked_per_sec"]),
+            f(mx, per_msg, "{:.1f}"),
+            f(lat, lambda r: r["settings"]["offered_rate"]),
+            f(lat, lambda r: r["latency_ms"]["send_deliver"]["p50"], "{:.1f} ms"),
+            f(lat, lambda r: r["latency_ms"]["send_deliver"]["p99"], "{:.1f} ms"),
+            f(lat, per_msg, "{:.1f}"),
+        ))
 PY
 }
 
@@ -203,10 +250,19 @@ fi
   echo
   echo "| Storage | Durability | Max delivered msgs/s (1:1, cross-server) | Offered for latency | p99 send→deliver | p99 send→ack | Logins/s ($logins users) | RSS per idle connection ($idle) | Group deliveries/s |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for l in "${labels[@]}"; do row "$l"; done
+  for l in "${labels[@]}"; do rows main "$l"; done
+  echo
+  echo "Pipelined against one message in flight per user: the maximum above keeps $in_flight messages"
+  echo "in flight per user, so a msg_server reads many of them in one segment; the open-model"
+  echo "latency run sends one at a time. TCP segments per message are counted over the whole"
+  echo "machine (/proc/net/snmp OutSegs, pure ACKs included) and divided by the messages delivered."
+  echo
+  echo "| Storage | In flight per user | Max delivered msgs/s | Segments per message | Offered (half) | p50 send→deliver | p99 send→deliver | Segments per message |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for l in "${labels[@]}"; do rows shapes "$l"; done
   echo
   for l in "${labels[@]}"; do
-    for n in max latency login group idle; do
+    for n in max latency max-k1 latency-k1 login group idle; do
       [ -f "$out/$l/$n.md" ] && { cat "$out/$l/$n.md"; echo; }
     done
   done
