@@ -146,7 +146,7 @@ async fn schema_up_and_copy_between_sqlite_files() {
     .ok();
     assert_eq!(
         (report["backend"].as_str(), report["version"].as_u64()),
-        (Some("sqlite"), Some(1))
+        (Some("sqlite"), Some(2))
     );
     let run = imctl(
         dir.path(),

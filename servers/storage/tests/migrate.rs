@@ -182,7 +182,7 @@ async fn schema_up_both_backends() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new/tt.db");
     let report = schema_up(path.to_str().unwrap()).await.unwrap();
-    assert_eq!((report.backend, report.version), ("sqlite", 1));
+    assert_eq!((report.backend, report.version), ("sqlite", 2));
     assert!(
         schema_up(&format!("sqlite://{}", path.display()))
             .await

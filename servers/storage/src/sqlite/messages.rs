@@ -571,3 +571,107 @@ pub(super) fn latest_id(
     };
     Ok(last.map_or(0, |m| m.msg_id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SqliteConfig;
+    use crate::sqlite::schema::open_writer;
+
+    /// The query plan of `sql` (every parameter bound to 0), one detail line per step.
+    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let zeros = std::iter::repeat_n(0i64, stmt.parameter_count());
+        stmt.query_map(rusqlite::params_from_iter(zeros), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn indexes(conn: &Connection, table: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1")
+            .unwrap();
+        stmt.query_map([table], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Every read of a message shard searches one index, the one each shard still has
+    /// (schema step 2 dropped the 1:1 shards' `(relateId, status, created)`, which no
+    /// query used); a query that scanned a shard would read every message of every
+    /// conversation in it.
+    #[test]
+    fn every_shard_query_searches_an_index_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            path: dir.path().join("t.db"),
+            ..SqliteConfig::default()
+        };
+        let conn = open_writer(&config).unwrap();
+        for n in 0..8 {
+            let single = format!("IMMessage_{n}");
+            assert_eq!(
+                indexes(&conn, &single),
+                [format!("idx_IMMessage_{n}_relateId_status_msgId_created")]
+            );
+            let group = format!("IMGroupMessage_{n}");
+            let group_indexes = indexes(&conn, &group);
+            assert_eq!(group_indexes.len(), 2, "{group_indexes:?}");
+            let queries = [
+                (SINGLE_HISTORY[n], &single),
+                (SINGLE_BY_ID[n], &single),
+                (SINGLE_MAX_ID[n], &single),
+                (GROUP_HISTORY[n], &group),
+                (GROUP_BY_ID[n], &group),
+                (GROUP_MAX_ID[n], &group),
+            ];
+            for (sql, table) in queries {
+                let steps = plan(&conn, sql);
+                let search = format!("SEARCH {table} USING ");
+                assert!(
+                    steps
+                        .iter()
+                        .any(|s| s.starts_with(&search) && s.contains("INDEX idx_")),
+                    "{sql}: {steps:?}"
+                );
+                assert!(
+                    !steps.iter().any(|s| s.starts_with("SCAN ")),
+                    "{sql}: {steps:?}"
+                );
+            }
+        }
+    }
+
+    /// A database created before step 2 loses the unused index when it is opened.
+    #[test]
+    fn step_two_drops_the_unused_index_of_an_older_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            path: dir.path().join("t.db"),
+            ..SqliteConfig::default()
+        };
+        let conn = open_writer(&config).unwrap();
+        // Back to what step 1 left: the index exists and step 2 is not recorded.
+        for n in 0..8 {
+            conn.execute_batch(&format!(
+                "CREATE INDEX idx_IMMessage_{n}_relateId_status_created \
+                 ON IMMessage_{n} (relateId, status, created);"
+            ))
+            .unwrap();
+        }
+        conn.execute("DELETE FROM IMSchemaVersion WHERE version = 2", [])
+            .unwrap();
+        assert_eq!(indexes(&conn, "IMMessage_5").len(), 2);
+        drop(conn);
+        let conn = open_writer(&config).unwrap();
+        for n in 0..8 {
+            assert_eq!(indexes(&conn, &format!("IMMessage_{n}")).len(), 1);
+        }
+        let step: u32 = conn
+            .query_row("SELECT MAX(version) FROM IMSchemaVersion", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(step, 2);
+    }
+}
