@@ -588,6 +588,17 @@ mod tests {
             .collect()
     }
 
+    /// A new database in a temporary directory and its writer connection.
+    fn fresh_writer() -> (tempfile::TempDir, SqliteConfig, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig {
+            path: dir.path().join("t.db"),
+            ..SqliteConfig::default()
+        };
+        let conn = open_writer(&config).unwrap();
+        (dir, config, conn)
+    }
+
     fn indexes(conn: &Connection, table: &str) -> Vec<String> {
         let mut stmt = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1")
@@ -604,12 +615,7 @@ mod tests {
     /// conversation in it.
     #[test]
     fn every_shard_query_searches_an_index_that_exists() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = SqliteConfig {
-            path: dir.path().join("t.db"),
-            ..SqliteConfig::default()
-        };
-        let conn = open_writer(&config).unwrap();
+        let (_dir, _config, conn) = fresh_writer();
         for n in 0..8 {
             let single = format!("IMMessage_{n}");
             assert_eq!(
@@ -647,12 +653,7 @@ mod tests {
     /// A database created before step 2 loses the unused index when it is opened.
     #[test]
     fn step_two_drops_the_unused_index_of_an_older_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = SqliteConfig {
-            path: dir.path().join("t.db"),
-            ..SqliteConfig::default()
-        };
-        let conn = open_writer(&config).unwrap();
+        let (_dir, config, conn) = fresh_writer();
         // Back to what step 1 left: the index exists and step 2 is not recorded.
         for n in 0..8 {
             conn.execute_batch(&format!(
