@@ -1020,6 +1020,8 @@ fn admin_stats() -> admin::ImAdminStatsRsp {
                 pool_size: Some(4),
                 group_commits_total: None,
                 writes_total: Some(u64::MAX - 1),
+                writer_busy_micros_total: None,
+                write_queue: None,
             }),
             commands: vec![admin::CommandStat {
                 command_id: Some(0x0301),

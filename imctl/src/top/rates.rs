@@ -25,6 +25,8 @@ pub struct Rates {
     pub routed_in: f64,
     /// CPU use in percent of one core.
     pub cpu_percent: f64,
+    /// db_proxy: share of the time its single storage writer spent committing, in percent.
+    pub writer_busy_percent: Option<f64>,
     /// Requests per second by command name (db_proxy).
     pub commands: BTreeMap<String, CommandRate>,
     /// Every monotonic generic metric, per second, by name with labels.
@@ -136,6 +138,16 @@ pub fn rates(prev: &Sample, cur: &Sample) -> Option<Rates> {
         routed_out: per_sec(a.routed_out_total(), b.routed_out_total(), secs),
         routed_in: per_sec(a.routed_in_total(), b.routed_in_total(), secs),
         cpu_percent: per_sec(a.cpu_time_ms(), b.cpu_time_ms(), secs) / 10.0,
+        writer_busy_percent: match (&a.storage, &b.storage) {
+            (Some(x), Some(y)) if y.writer_busy_micros_total.is_some() => Some(
+                per_sec(
+                    x.writer_busy_micros_total(),
+                    y.writer_busy_micros_total(),
+                    secs,
+                ) / 10_000.0,
+            ),
+            _ => None,
+        },
         commands,
         metrics,
         links,

@@ -86,6 +86,8 @@ pub struct StorageSnapshot {
     pub write_p99_micros: u64,
     /// Read p99 since start, µs.
     pub read_p99_micros: u64,
+    /// Writes queued and not answered (the writer's share of time is in `rates`).
+    pub write_queue: u64,
 }
 
 /// One upstream link.
@@ -146,6 +148,7 @@ fn server(s: &Server) -> ServerSnapshot {
             write_p50_micros: x.write_latency.as_ref().map_or(0, |l| l.p50_micros()),
             write_p99_micros: x.write_latency.as_ref().map_or(0, |l| l.p99_micros()),
             read_p99_micros: x.read_latency.as_ref().map_or(0, |l| l.p99_micros()),
+            write_queue: x.write_queue(),
         }),
         upstreams: st
             .upstreams

@@ -16,6 +16,7 @@
 //! | busy | a connection's outbound queue is deeper than [`BUSY_QUEUE_MAX`] |
 //! | busy | an upstream link queues more than [`BUSY_LINK_QUEUE`] frames |
 //! | busy | a db_proxy uses every connection of its storage pool |
+//! | busy | a db_proxy's storage writer is committing more than [`BUSY_WRITER_PERCENT`] of the time |
 //! | ok | none of the above |
 //!
 //! Servers not heard from yet (top just started) count for nothing.
@@ -36,6 +37,9 @@ pub const BUSY_CPU_PERCENT: f64 = 80.0;
 /// Deepest outbound queue (PDUs) above which a server is busy: well under msg_server's
 /// slow-consumer mark (1000), so "busy" warns before connections are closed.
 pub const BUSY_QUEUE_MAX: u64 = 256;
+/// Share of the time (percent) a db_proxy's single storage writer spends committing above
+/// which it is busy: every store waits in its queue, so past this the acks slow down first.
+pub const BUSY_WRITER_PERCENT: f64 = 90.0;
 /// Frames queued on one upstream link above which a server is busy.
 pub const BUSY_LINK_QUEUE: u64 = 1000;
 
@@ -184,6 +188,18 @@ pub fn verdict(state: &State) -> Verdict {
                     ),
                 );
             }
+        }
+        if let Some(busy) = s.rates.as_ref().and_then(|r| r.writer_busy_percent)
+            && busy > BUSY_WRITER_PERCENT
+        {
+            let queue = st.storage.as_ref().map_or(0, |x| x.write_queue());
+            f.add(
+                Level::Busy,
+                format!(
+                    "{}: storage writer busy {busy:.0}% ({queue} writes queued)",
+                    s.name()
+                ),
+            );
         }
         if let Some(r) = &s.rates
             && r.cpu_percent > BUSY_CPU_PERCENT

@@ -172,6 +172,8 @@ fn stats(kind: Kind, index: usize, step: u64) -> Polled {
                 pool_size: Some(4),
                 group_commits_total: Some(100_000),
                 writes_total: Some(3_000_000),
+                writer_busy_micros_total: Some(total(step, |i| wave(i, 400_000, 50_000))),
+                write_queue: Some(12),
             });
             let cmd = |id: u32, name: &str, per: u64, p99: u64, errors: u64| CommandStat {
                 command_id: Some(id),

@@ -61,6 +61,22 @@ fn rates_come_from_counter_deltas_over_the_arrival_gap() {
     assert_eq!(r.msgs_out, 200.0);
     assert_eq!(r.cpu_percent, 25.0);
     assert_eq!(r.links["route_server@r:1"].pdus_out, 15.0);
+    // Not a db_proxy: no writer.
+    assert_eq!(r.writer_busy_percent, None);
+
+    // A db_proxy's writer: 1.5 s of commits in 2 s is 75% busy.
+    let store = |busy: u64| {
+        Some(im_proto::admin::StorageStats {
+            writer_busy_micros_total: Some(busy),
+            ..im_proto::admin::StorageStats::default()
+        })
+    };
+    let (mut da, mut db) = (a.clone(), a.clone());
+    da.storage = store(4_000_000);
+    db.uptime_ms = Some(12_000);
+    db.storage = store(5_500_000);
+    let r = rates(&sample(t0, da), &sample(t0 + Duration::from_secs(2), db)).unwrap();
+    assert_eq!(r.writer_busy_percent, Some(75.0));
 
     // A restarted server (uptime went backwards) has no rate until its next answer.
     let mut restarted = a.clone();
@@ -155,6 +171,19 @@ fn verdict_rules() {
     }));
     assert_eq!(v.level, Level::Busy, "{v}");
     assert_eq!(v.reasons, ["msg_server-3 CPU 95%"]);
+    // Busy: the storage writer committing 95% of the time (the fixture's is at 40-70%).
+    let v = verdict(&fixtures::build(&[], 0, |i, step, s| {
+        if i == 5 {
+            let st = s.storage.as_mut().unwrap();
+            st.writer_busy_micros_total = Some(step * 950_000);
+            st.write_queue = Some(800);
+        }
+    }));
+    assert_eq!(v.level, Level::Busy, "{v}");
+    assert_eq!(
+        v.reasons,
+        ["db_proxy_server-1: storage writer busy 95% (800 writes queued)"]
+    );
     let v = verdict(&fixtures::build(&[], 0, |i, _, s| {
         if i == 5 {
             s.storage

@@ -115,6 +115,14 @@ pub struct StorageStats {
     pub group_commits_total: ::core::option::Option<u64>,
     #[prost(uint64, optional, tag = "8")]
     pub writes_total: ::core::option::Option<u64>,
+    /// Time the single writer spent committing batches, in microseconds (SQLite: its
+    /// transactions; MySQL: transactions and the Redis counters after them, the part that
+    /// batches take in turn). Its rate over a second is the writer's utilisation.
+    #[prost(uint64, optional, tag = "9")]
+    pub writer_busy_micros_total: ::core::option::Option<u64>,
+    /// Writes queued and not answered yet.
+    #[prost(uint64, optional, tag = "10")]
+    pub write_queue: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ServerStats {

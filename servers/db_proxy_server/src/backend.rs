@@ -30,6 +30,10 @@ pub struct BackendStats {
     pub pool_in_use: Option<u32>,
     /// Pool size, where the backend has a pool.
     pub pool_size: Option<u32>,
+    /// Time the writer spent committing batches, in microseconds.
+    pub writer_busy_us: u64,
+    /// Writes queued and not answered yet.
+    pub write_queue: u64,
 }
 
 impl Backend for SqliteStore {
@@ -47,6 +51,8 @@ impl Backend for SqliteStore {
             writes: s.writes,
             pool_in_use: None,
             pool_size: None,
+            writer_busy_us: s.writer_busy_us,
+            write_queue: s.write_queue,
         }
     }
 }
@@ -66,6 +72,10 @@ impl Backend for MysqlStore {
             writes: s.batched_messages,
             pool_in_use: Some(s.primary.size.saturating_sub(s.primary.idle)),
             pool_size: Some(s.primary.max),
+            // The writer prepares the next batch while one commits; commits (and the Redis
+            // counters after them) take turns, so their time is the writer's limit.
+            writer_busy_us: s.commit_us + s.after_commit_us,
+            write_queue: s.queued_writes as u64,
         }
     }
 }

@@ -137,6 +137,12 @@ async fn admin_stats_report_commands_and_storage() {
     assert_eq!(storage.cache.as_deref(), Some("embedded"));
     assert!(storage.write_latency.and_then(|l| l.count).unwrap_or(0) >= 5);
     assert!(storage.writes_total.unwrap_or(0) >= 5);
+    // The writer committed them (its time counted) and nothing is left in its queue.
+    assert!(
+        storage.writer_busy_micros_total.unwrap_or(0) > 0,
+        "{storage:?}"
+    );
+    assert_eq!(storage.write_queue, Some(0));
     assert_eq!(st.connections[0].count, Some(1));
     s.stop().await.unwrap();
 }

@@ -154,6 +154,12 @@ fn db_lines(state: &State) -> Vec<Line<'static>> {
             micros(r.p99_micros()),
             rate(stored)
         )));
+        if let Some(p) = d.rates.as_ref().and_then(|x| x.writer_busy_percent) {
+            lines.push(Line::raw(format!(
+                " writer busy {p:.0}%  queued writes {}",
+                storage.write_queue()
+            )));
+        }
         lines.push(Line::styled(
             format!(
                 " {:<26}{:>8}{:>8}{:>8}{:>7}",

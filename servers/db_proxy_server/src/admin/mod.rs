@@ -118,6 +118,8 @@ impl<S: Backend> AdminService for Admin<S> {
                 pool_size: b.pool_size,
                 group_commits_total: Some(b.group_commits),
                 writes_total: Some(b.writes),
+                writer_busy_micros_total: Some(b.writer_busy_us),
+                write_queue: Some(b.write_queue),
             }),
             commands: m.command_stats(),
             metrics: m
