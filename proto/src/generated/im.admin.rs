@@ -117,7 +117,9 @@ pub struct StorageStats {
     pub writes_total: ::core::option::Option<u64>,
     /// Time the single writer spent committing batches, in microseconds (SQLite: its
     /// transactions; MySQL: transactions and the Redis counters after them, the part that
-    /// batches take in turn). Its rate over a second is the writer's utilisation.
+    /// batches take in turn). Its rate over a second is the share of time the writer is
+    /// committing; a group commit under steady load is near 100% while keeping up (batches
+    /// grow), so read it with write_queue.
     #[prost(uint64, optional, tag = "9")]
     pub writer_busy_micros_total: ::core::option::Option<u64>,
     /// Writes queued and not answered yet.
