@@ -124,10 +124,15 @@ pub trait Store: Send + Sync + 'static {
         msg: NewMessage,
     ) -> impl Future<Output = StorageResult<StoreOutcome>> + Send;
 
-    /// History of one conversation of `user`, newest first (created desc, row id desc), at
-    /// most `count` messages, only ids `<= msg_id_begin` when it is not 0. Single: the pair's
-    /// messages (empty if the pair never talked; the relation is not created). Group: empty
-    /// unless `user` is a member; only messages created at or after the user's join time.
+    /// History of one conversation of `user`, newest first, at most `count` messages, only
+    /// ids `<= msg_id_begin` when it is not 0. Single: the pair's messages (empty if the pair
+    /// never talked; the relation is not created). Group: empty unless `user` is a member;
+    /// only messages created at or after the user's join time.
+    ///
+    /// Newest first is the original's (created desc, row id desc), except for single
+    /// conversations on SQLite, which are in message id order (desc): the index their
+    /// shards have (see `sqlite/messages.rs`). The two differ only where a message's
+    /// `created` is older than an earlier message's.
     fn history(
         &self,
         user: UserId,

@@ -813,3 +813,24 @@ async fn throughput() {
         stats.after_commit_us / 1000,
     );
 }
+
+/// Single history keeps the original's order, by creation time, newest first, even when ids
+/// disagree (the original schema's `(relateId, status, created)` index serves it; SQLite
+/// orders by id, see tests/sqlite.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_history_orders_by_created_like_the_original() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    let store = env.open().await;
+    let ids = Ids::new();
+    let (c, d) = (ids.user(4), ids.user(5));
+    let t = 1_700_000_000;
+    send(&store, text_at(c, d, "late", t + 50)).await;
+    send(&store, text_at(c, d, "early", t + 10)).await;
+    let h = store
+        .history(c, SessionType::Single, d, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(h.iter().map(|m| m.msg_id).collect::<Vec<_>>(), vec![1, 2]);
+}

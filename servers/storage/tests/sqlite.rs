@@ -16,7 +16,7 @@ use im_storage::{
 };
 use tempfile::TempDir;
 
-use conformance::{Ids, group_text, new_group, send, text};
+use conformance::{Ids, group_text, new_group, send, text, text_at};
 
 fn config(dir: &TempDir) -> SqliteConfig {
     SqliteConfig {
@@ -517,4 +517,48 @@ async fn throughput() {
         );
         store.close().await;
     }
+}
+
+/// Single conversations come back by message id, newest first, even when `created` goes
+/// backwards (two msg_servers whose clocks differ): paging by `msg_id_begin` then returns
+/// every message exactly once, and the newest message of the session (unread list, latest
+/// id) is the one with the highest id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_history_pages_by_id_when_created_goes_backwards() {
+    let (store, _dir) = fresh().await;
+    let ids = Ids::new();
+    let (a, b) = (ids.user(1), ids.user(2));
+    let t = 1_700_000_000;
+    for i in 1..=5u32 {
+        // Each message is stamped a second before the previous one.
+        send(&store, text_at(a, b, &format!("m{i}"), t - i)).await;
+    }
+    let mut seen = Vec::new();
+    let mut begin = 0;
+    loop {
+        let page = store
+            .history(b, SessionType::Single, a, begin, 2)
+            .await
+            .unwrap();
+        let Some(oldest) = page.last() else { break };
+        begin = oldest.msg_id - 1;
+        seen.extend(page.iter().map(|m| (m.msg_id, m.created)));
+        if begin == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        (1..=5u32).rev().map(|i| (i, t - i)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store
+            .latest_msg_id(b, SessionType::Single, a)
+            .await
+            .unwrap(),
+        5
+    );
+    let unread = store.unread(b).await.unwrap();
+    assert_eq!(unread.len(), 1);
+    assert_eq!((unread[0].count, unread[0].last.msg_id), (5, 5));
 }

@@ -47,10 +47,17 @@ const SINGLE_MAX_ID: [&str; 8] = shards!(
     "IMMessage",
     " WHERE relateId = ?1"
 );
+/// Newest first by message id: the shard's only index, `(relateId, status, msgId, created)`,
+/// yields the rows in that order, so a page reads `count` rows. The original's
+/// `ORDER BY created DESC, id DESC` made SQLite read and sort the whole conversation up to
+/// `msgId` for every page and every "last message" (116 ms for the newest 20 of 200,000
+/// messages, 0.07 ms by id). It is the same order unless a message's `created` is older
+/// than an earlier one's (two msg_servers whose clocks differ, a clock set back), and then
+/// the id order is the one `msg_id_begin` pages by: no message is skipped or repeated.
 const SINGLE_HISTORY: [&str; 8] = shards!(
     "SELECT msgId, fromId, created, type, content, id FROM ",
     "IMMessage",
-    " WHERE relateId = ?1 AND status = 0 AND msgId <= ?2 ORDER BY created DESC, id DESC LIMIT ?3"
+    " WHERE relateId = ?1 AND status = 0 AND msgId <= ?2 ORDER BY msgId DESC LIMIT ?3"
 );
 const SINGLE_BY_ID: [&str; 8] = shards!(
     "SELECT msgId, fromId, created, type, content, id FROM ",
@@ -612,7 +619,7 @@ mod tests {
     /// Every read of a message shard searches one index, the one each shard still has
     /// (schema step 2 dropped the 1:1 shards' `(relateId, status, created)`, which no
     /// query used); a query that scanned a shard would read every message of every
-    /// conversation in it.
+    /// conversation in it, and one that sorted would read the whole conversation.
     #[test]
     fn every_shard_query_searches_an_index_that_exists() {
         let (_dir, _config, conn) = fresh_writer();
@@ -644,6 +651,11 @@ mod tests {
                 );
                 assert!(
                     !steps.iter().any(|s| s.starts_with("SCAN ")),
+                    "{sql}: {steps:?}"
+                );
+                // A sort means reading every matching row before the first is returned.
+                assert!(
+                    !steps.iter().any(|s| s.contains("TEMP B-TREE")),
                     "{sql}: {steps:?}"
                 );
             }

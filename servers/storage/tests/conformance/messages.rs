@@ -284,16 +284,8 @@ pub async fn history_paging<S: Store>(store: &S) {
     );
     // Reading did not create the pair: its first message still gets id 1.
     assert_eq!(send(store, text(a, stranger, "hi")).await, 1);
-
-    // Order is by creation time, newest first, even when ids disagree.
-    let (c, d) = (ids.user(4), ids.user(5));
-    send(store, text_at(c, d, "late", t + 50)).await;
-    send(store, text_at(c, d, "early", t + 10)).await;
-    let h = store
-        .history(c, SessionType::Single, d, 0, 10)
-        .await
-        .unwrap();
-    assert_eq!(ids_of(&h), vec![1, 2]);
+    // Where `created` and ids disagree the backends differ (see `Store::history`): each
+    // backend's tests check its own order.
 }
 
 /// By ids: newest first, unknown ids skipped, at most 100.
