@@ -32,6 +32,8 @@ mod row;
 pub(crate) mod schema;
 mod sessions;
 mod syncer;
+#[cfg(test)]
+mod test_util;
 mod tokens;
 mod unread;
 mod users;

@@ -102,16 +102,21 @@ pub(super) fn changed_users(conn: &Connection, since: Timestamp) -> StorageResul
         .query_map([], user_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?
     } else {
-        conn.prepare_cached(concat!(
-            "SELECT ",
-            user_cols!(),
-            " FROM IMUser WHERE updated >= ?1 ORDER BY id"
-        ))?
-        .query_map([since], user_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?
+        let mut users = conn
+            .prepare_cached(CHANGED_SINCE)?
+            .query_map([since], user_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        users.sort_unstable_by_key(|u| u.id);
+        users
     };
     Ok(users)
 }
+
+/// Users changed since `?1`, for every client's buddy sync at login. Without an `ORDER BY`
+/// (the caller sorts the few rows): with `ORDER BY id` SQLite's planner scanned the whole
+/// table in id order rather than sort a range of `idx_IMUser_updated`, 16.8 ms against 3.2 ms
+/// with 102,000 users of which 2,020 changed, and a full scan even when none had.
+const CHANGED_SINCE: &str = concat!("SELECT ", user_cols!(), " FROM IMUser WHERE updated >= ?1");
 
 /// The `IMDepart` columns of [`Department`].
 macro_rules! dept_cols {
@@ -175,4 +180,22 @@ pub(super) fn push_shield(conn: &Connection, user: UserId) -> StorageResult<Opti
         .query_row([user], |row| u32_at(row, 0))
         .optional()?;
     Ok(v.map(|v| v != 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::test_util::{fresh_writer, plan};
+
+    /// The buddy sync reads the range of the `updated` index, not the whole table.
+    #[test]
+    fn changed_users_searches_the_updated_index() {
+        let (_dir, _config, conn) = fresh_writer();
+        let steps = plan(&conn, CHANGED_SINCE);
+        assert_eq!(
+            steps,
+            ["SEARCH IMUser USING INDEX idx_IMUser_updated (updated>?)"],
+            "{CHANGED_SINCE}"
+        );
+    }
 }
