@@ -834,3 +834,61 @@ async fn single_history_orders_by_created_like_the_original() {
         .unwrap();
     assert_eq!(h.iter().map(|m| m.msg_id).collect::<Vec<_>>(), vec![1, 2]);
 }
+
+/// A database without `IMUser.idx_updated` (an original one) gets it at open, and the buddy
+/// sync's `updated >= t` then reads that index's range instead of the whole table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_users_read_a_range_of_the_updated_index() {
+    let Some(env) = TestEnv::new().await else {
+        return;
+    };
+    env.open().await.close().await;
+    let pool = env.pool().await;
+    sqlx::query("ALTER TABLE IMUser DROP INDEX idx_updated")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // 2,000 users last changed long ago, 3 recently.
+    let rows: Vec<String> = (0..2_003u32)
+        .map(|i| {
+            let updated = if i < 2_000 {
+                1_500_000_000
+            } else {
+                1_700_000_000 + i
+            };
+            format!("('u{i}', 1, {updated}, {updated})")
+        })
+        .collect();
+    let insert = format!(
+        "INSERT INTO IMUser (name, departId, created, updated) VALUES {}",
+        rows.join(",")
+    );
+    sqlx::query(AssertSqlSafe(insert))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let store = env.open().await;
+    let indexed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() \
+         AND TABLE_NAME = 'IMUser' AND INDEX_NAME = 'idx_updated'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(indexed, 1);
+    sqlx::query("ANALYZE TABLE IMUser")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The statement of `changed_users` (mysql/users.rs) with a recent `since`.
+    let plan = sqlx::query("EXPLAIN SELECT * FROM IMUser WHERE updated >= ? ORDER BY id")
+        .bind(1_700_000_000u32)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let key: Option<String> = plan.try_get("key").unwrap();
+    assert_eq!(key.as_deref(), Some("idx_updated"));
+    let changed = store.changed_users(1_700_000_000).await.unwrap();
+    let names: Vec<&str> = changed.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["u2000", "u2001", "u2002"]);
+}

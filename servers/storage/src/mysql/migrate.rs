@@ -1,5 +1,6 @@
-//! Opening a database: create missing tables, record the schema version, and add the unique
-//! keys the original lacks (WEAKNESSES 26) wherever the existing data allows it.
+//! Opening a database: create missing tables, record the schema version, add the unique
+//! keys the original lacks (WEAKNESSES 26) wherever the existing data allows it, and the
+//! plain indexes of [`INDEXES`].
 //!
 //! A unique key is added only when the table holds no duplicate rows for it; otherwise the
 //! duplicates are listed (in the returned [`MigrationReport`] and in a warning) and the store
@@ -21,9 +22,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// How long a starting process waits for another one's migration.
 const LOCK_WAIT_SECS: u32 = 60;
 
-/// One unique key we want.
+/// An index we want: unique ([`RELATION_KEY`], [`SESSION_KEY`], [`MEMBER_KEY`]) or plain
+/// ([`INDEXES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UniqueKey {
+pub struct IndexSpec {
     /// Table.
     pub table: &'static str,
     /// Index name.
@@ -33,21 +35,21 @@ pub struct UniqueKey {
 }
 
 /// `IMRelationShip (smallId, bigId)`: one relation per user pair.
-pub const RELATION_KEY: UniqueKey = UniqueKey {
+pub const RELATION_KEY: IndexSpec = IndexSpec {
     table: "IMRelationShip",
     name: "uk_smallId_bigId",
     columns: &["smallId", "bigId"],
 };
 
 /// `IMRecentSession (userId, peerId, type)`: one session per conversation and owner.
-pub const SESSION_KEY: UniqueKey = UniqueKey {
+pub const SESSION_KEY: IndexSpec = IndexSpec {
     table: "IMRecentSession",
     name: "uk_userId_peerId_type",
     columns: &["userId", "peerId", "type"],
 };
 
 /// `IMGroupMember (groupId, userId)`: one member row per group and user.
-pub const MEMBER_KEY: UniqueKey = UniqueKey {
+pub const MEMBER_KEY: IndexSpec = IndexSpec {
     table: "IMGroupMember",
     name: "uk_groupId_userId",
     columns: &["groupId", "userId"],
@@ -82,12 +84,12 @@ pub struct MigrationReport {
     /// Schema version before opening (0 for a database we had never opened).
     pub previous_version: u32,
     /// Each wanted unique key and its state.
-    pub unique_keys: Vec<(UniqueKey, KeyState)>,
+    pub unique_keys: Vec<(IndexSpec, KeyState)>,
 }
 
 impl MigrationReport {
     /// Whether `key` is in force (present or added).
-    pub fn has(&self, key: UniqueKey) -> bool {
+    pub fn has(&self, key: IndexSpec) -> bool {
         self.unique_keys
             .iter()
             .any(|(k, state)| *k == key && !matches!(state, KeyState::Duplicates(_)))
@@ -163,39 +165,83 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> StorageResult<MigrationRe
         }
         unique_keys.push((key, state));
     }
+    for index in INDEXES {
+        ensure_index(conn, index).await?;
+    }
     Ok(MigrationReport {
         previous_version,
         unique_keys,
     })
 }
 
-async fn ensure_unique_key(conn: &mut MySqlConnection, key: UniqueKey) -> StorageResult<KeyState> {
+/// Plain indexes the original lacks, added at every open where missing. Harmless to original
+/// servers sharing the database (they only keep them up to date).
+pub const INDEXES: &[IndexSpec] = &[UPDATED_USERS_INDEX];
+
+/// `IMUser (updated)`: every client's buddy sync at login asks for the users changed since
+/// its last sync (`updated >= t`). The original answers most of these from an in-memory
+/// "last change" time, which we do not keep (WEAKNESSES 32); without this index each of them
+/// read the whole table.
+pub const UPDATED_USERS_INDEX: IndexSpec = IndexSpec {
+    table: "IMUser",
+    name: "idx_updated",
+    columns: &["updated"],
+};
+
+async fn index_exists(conn: &mut MySqlConnection, table: &str, name: &str) -> StorageResult<bool> {
     let present: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM information_schema.STATISTICS \
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1",
     )
-    .bind(key.table)
-    .bind(key.name)
+    .bind(table)
+    .bind(name)
     .fetch_optional(&mut *conn)
     .await
     .map_err(open_error)?;
-    if present.is_some() {
+    Ok(present.is_some())
+}
+
+fn column_list(columns: &[&str]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn ensure_index(conn: &mut MySqlConnection, index: &IndexSpec) -> StorageResult<()> {
+    if index_exists(conn, index.table, index.name).await? {
+        return Ok(());
+    }
+    // Names are our constants, never input.
+    let alter = format!(
+        "ALTER TABLE `{}` ADD INDEX `{}` ({})",
+        index.table,
+        index.name,
+        column_list(index.columns)
+    );
+    sqlx::raw_sql(AssertSqlSafe(alter))
+        .execute(&mut *conn)
+        .await
+        .map_err(open_error)?;
+    tracing::info!(table = index.table, index = index.name, "index added");
+    Ok(())
+}
+
+async fn ensure_unique_key(conn: &mut MySqlConnection, key: IndexSpec) -> StorageResult<KeyState> {
+    if index_exists(conn, key.table, key.name).await? {
         return Ok(KeyState::Present);
     }
     let duplicates = list_duplicates(conn, key).await?;
     if !duplicates.is_empty() {
         return Ok(KeyState::Duplicates(duplicates));
     }
-    let columns = key
-        .columns
-        .iter()
-        .map(|c| format!("`{c}`"))
-        .collect::<Vec<_>>()
-        .join(",");
     // Names are our constants, never input.
     let alter = format!(
-        "ALTER TABLE `{}` ADD UNIQUE KEY `{}` ({columns})",
-        key.table, key.name
+        "ALTER TABLE `{}` ADD UNIQUE KEY `{}` ({})",
+        key.table,
+        key.name,
+        column_list(key.columns)
     );
     match sqlx::raw_sql(AssertSqlSafe(alter))
         .execute(&mut *conn)
@@ -212,14 +258,9 @@ async fn ensure_unique_key(conn: &mut MySqlConnection, key: UniqueKey) -> Storag
 
 async fn list_duplicates(
     conn: &mut MySqlConnection,
-    key: UniqueKey,
+    key: IndexSpec,
 ) -> StorageResult<Vec<DuplicateRows>> {
-    let columns = key
-        .columns
-        .iter()
-        .map(|c| format!("`{c}`"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let columns = column_list(key.columns);
     // NULLs never collide in a unique index, so rows with a NULL key column are no obstacle.
     let not_null = key
         .columns
