@@ -229,6 +229,27 @@ impl Conn {
 
     /// Queues an encoded frame. On overflow the connection is closed as a slow consumer.
     pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+        if let Some(writer) = self.queue_frame(frame)? {
+            self.start_writer(writer);
+        }
+        Ok(())
+    }
+
+    /// Queues `frame`, runs `then`, and only then lets the frame be written: the peer cannot
+    /// read the frame before what `then` does is in place, and frames queued during or after
+    /// `then` follow it. (That holds when no writer task is busy on the connection, as
+    /// before a login; a running writer may write the frame at once.)
+    pub fn send_frame_then(&self, frame: Bytes, then: impl FnOnce()) -> Result<(), SendError> {
+        let parked = self.queue_frame(frame);
+        then();
+        if let Some(writer) = parked? {
+            self.start_writer(writer);
+        }
+        Ok(())
+    }
+
+    /// Queues `frame`; returns the parked write half for the caller to start a writer with.
+    fn queue_frame(&self, frame: Bytes) -> Result<Option<ParkedWriter>, SendError> {
         let cap = self.inner.link.outbound_cap();
         if frame.len() > cap {
             return Err(SendError::TooLarge {
@@ -238,12 +259,9 @@ impl Conn {
         }
         match self.inner.queue.push_and_wake(frame) {
             Ok(parked) => {
-                if let Some(writer) = parked {
-                    self.start_writer(writer);
-                }
                 self.inner.pdus_out.fetch_add(1, Ordering::Relaxed);
                 self.inner.stats.pdus_out.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                Ok(parked)
             }
             Err(QueueError::Closed) => Err(SendError::Closed),
             Err(QueueError::Full { queued, limit }) => {
@@ -274,6 +292,16 @@ impl Conn {
     /// Replies to `request` (same seq_num).
     pub fn reply<M: Command>(&self, request: &Pdu, msg: &M) -> Result<(), SendError> {
         self.send_pdu(&request.reply(msg))
+    }
+
+    /// Replies to `request`, written only after `then` ran ([`Conn::send_frame_then`]).
+    pub fn reply_then<M: Command>(
+        &self,
+        request: &Pdu,
+        msg: &M,
+        then: impl FnOnce(),
+    ) -> Result<(), SendError> {
+        self.send_frame_then(request.reply(msg).to_frame(), then)
     }
 
     /// Closes now; queued PDUs are dropped. The first reason given is kept.
@@ -674,5 +702,42 @@ mod tests {
             "a chatting client's next message"
         );
         assert!(within_busy_window(u32::MAX, 0), "across the wrap");
+    }
+
+    /// `send_frame_then`: the peer reads nothing while `then` runs, and then the frame,
+    /// followed by what `then` queued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frame_sent_then_is_written_after_then() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        let stats = Arc::new(ListenerStats::default());
+        stats.inline_writes.store(true, Ordering::Relaxed);
+        let conn = Conn::new(peer, LinkKind::Client, 1 << 20, None, stats);
+        let (_read, write) = server.into_split();
+        assert!(conn.inner.queue.park(Box::new(write)).is_none());
+        // Not a burst: a frame sent now would be written inline, at once.
+        std::thread::sleep(Duration::from_millis(u64::from(BUSY_WINDOW_MS) + 2));
+        let mut inside = Vec::new();
+        conn.send_frame_then(Bytes::from_static(b"login-res"), || {
+            // Long enough for a loopback write to arrive.
+            std::thread::sleep(Duration::from_millis(50));
+            let mut buf = [0u8; 64];
+            if let Ok(n) = client.try_read(&mut buf) {
+                inside.extend_from_slice(&buf[..n]);
+            }
+            conn.send_frame(Bytes::from_static(b"+delivery")).unwrap();
+        })
+        .unwrap();
+        assert_eq!(inside, b"", "the peer read the frame before `then` ran");
+        let mut got = vec![0u8; b"login-res+delivery".len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"login-res+delivery");
     }
 }

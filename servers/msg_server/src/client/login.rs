@@ -132,8 +132,6 @@ pub(super) async fn login(h: &mut ClientHandler, conn: &Conn, pdu: Pdu) {
         Ok(st) => st as u32,
         Err(_) => UserStatType::UserStatusOnline as u32,
     };
-    // The answer is queued before the connection joins the table, so that no delivery
-    // reaches the client ahead of its IMLoginRes.
     let res = ImLoginRes {
         server_time: now_secs(),
         result_code: ResultType::RefuseReasonNone as i32,
@@ -141,7 +139,6 @@ pub(super) async fn login(h: &mut ClientHandler, conn: &Conn, pdu: Pdu) {
         online_status: Some(online_status as i32),
         user_info: Some(info.clone()),
     };
-    let _ = conn.reply(&pdu, &res);
     conn.set_identity(user, client_type);
     conn.set_deadline(None);
     conn.set_idle_timeout(Some(if is_mobile_client(client_type) {
@@ -161,9 +158,16 @@ pub(super) async fn login(h: &mut ClientHandler, conn: &Conn, pdu: Pdu) {
         client_type,
         pending_acks,
     });
-    // Online first, then the older session goes: route_server sees the count go 1 -> 2 -> 1
-    // instead of an offline/online flap.
-    s.attach(user, entry, &info.user_nick_name);
+    // The answer is queued before the connection joins the table, so that no delivery
+    // reaches the client ahead of its IMLoginRes, and written only once it has joined: a
+    // client that asks for its unread messages or history as soon as it reads the answer
+    // must find every later message delivered live. (Written before, a message stored
+    // between that read and the join, with this thread preempted, went nowhere: the e2e
+    // kill -9 test lost one so under CI load.) Online first, then the older session goes:
+    // route_server sees the count go 1 -> 2 -> 1 instead of an offline/online flap.
+    let _ = conn.reply_then(&pdu, &res, || {
+        s.attach(user, entry, &info.user_nick_name);
+    });
     s.metrics.logins.inc();
     tracing::info!(user_id = user, conn_id = conn.id(), peer = %conn.peer(), client_type,
         "logged in");
