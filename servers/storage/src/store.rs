@@ -142,8 +142,8 @@ pub trait Store: Send + Sync + 'static {
         count: u32,
     ) -> impl Future<Output = StorageResult<Vec<StoredMessage>>> + Send;
 
-    /// The messages with these ids, newest first, at most 100; same visibility rules as
-    /// [`Store::history`].
+    /// The messages with these ids, newest first as [`Store::history`] orders them, at most
+    /// 100; same visibility rules.
     fn messages_by_ids(
         &self,
         user: UserId,

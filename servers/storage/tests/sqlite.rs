@@ -521,8 +521,8 @@ async fn throughput() {
 
 /// Single conversations come back by message id, newest first, even when `created` goes
 /// backwards (two msg_servers whose clocks differ): paging by `msg_id_begin` then returns
-/// every message exactly once, and the newest message of the session (unread list, latest
-/// id) is the one with the highest id.
+/// every message exactly once, messages fetched by id come in the same order, and the newest
+/// message of the session (unread list, latest id) is the one with the highest id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_history_pages_by_id_when_created_goes_backwards() {
     let (store, _dir) = fresh().await;
@@ -557,6 +557,15 @@ async fn single_history_pages_by_id_when_created_goes_backwards() {
             .await
             .unwrap(),
         5
+    );
+    let by_ids = store
+        .messages_by_ids(b, SessionType::Single, a, &[2, 5, 3])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_ids.iter().map(|m| m.msg_id).collect::<Vec<_>>(),
+        [5, 3, 2],
+        "by id, the order of the history"
     );
     let unread = store.unread(b).await.unwrap();
     assert_eq!(unread.len(), 1);

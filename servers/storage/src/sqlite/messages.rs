@@ -504,7 +504,13 @@ pub(super) fn by_ids(
             }
         }
     }
-    raws.sort_unstable_by_key(|r| std::cmp::Reverse((r.created, r.row_id)));
+    // The order of `history`: by id for single conversations (see SINGLE_HISTORY).
+    match session_type {
+        SessionType::Single => raws.sort_unstable_by_key(|r| std::cmp::Reverse(r.msg_id)),
+        SessionType::Group => {
+            raws.sort_unstable_by_key(|r| std::cmp::Reverse((r.created, r.row_id)));
+        }
+    }
     raws.truncate(BY_IDS_CAP);
     finish_all(conn, raws)
 }
