@@ -251,14 +251,17 @@ else:
         mx, lat = runs["max" + sfx], runs["latency" + sfx]
         if mx is None and lat is None:
             continue
-        print("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        busy = lambda r: r["machine"]["cpu_busy_pct"]
+        print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             label, n,
             f(mx, lambda r: r["messages"]["acked_per_sec"]),
             f(mx, per_msg, "{:.1f}"),
+            f(mx, busy, "{:.0f}%"),
             f(lat, lambda r: r["settings"]["offered_rate"]),
             f(lat, lambda r: r["latency_ms"]["send_deliver"]["p50"], "{:.1f} ms"),
             f(lat, lambda r: r["latency_ms"]["send_deliver"]["p99"], "{:.1f} ms"),
             f(lat, per_msg, "{:.1f}"),
+            f(lat, busy, "{:.0f}%"),
         ))
 PY
 }
@@ -291,9 +294,11 @@ fi
   echo "in flight per user, so a msg_server reads many of them in one segment; the open-model"
   echo "latency run sends one at a time. TCP segments per message are counted over the whole"
   echo "machine (/proc/net/snmp OutSegs, pure ACKs included) and divided by the messages delivered."
+  echo "CPU busy: the share of both cores' time that was not idle over the measured window"
+  echo "(/proc/stat, load generator included; near 100% the latency is the machine's queueing)."
   echo
-  echo "| Storage | In flight per user | Max delivered msgs/s | Segments per message | Offered (half) | p50 send→deliver | p99 send→deliver | Segments per message |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| Storage | In flight per user | Max delivered msgs/s | Segments per message | CPU busy | Offered (half) | p50 send→deliver | p99 send→deliver | Segments per message | CPU busy |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for l in "${labels[@]}"; do rows shapes "$l"; done
   echo
   for l in "${labels[@]}"; do

@@ -62,8 +62,22 @@ async fn tiny_chat_bench_writes_reports_with_percentiles() {
         r["messages"]["acked_per_sec"].as_f64().unwrap() > 0.0,
         "{r:#}"
     );
+    if cfg!(target_os = "linux") {
+        // The machine's load over the measured window, from /proc/stat.
+        let m = &r["machine"];
+        let busy = m["cpu_busy_pct"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&busy), "{r:#}");
+        assert!(m["imctl_pct"].as_f64().unwrap() <= busy + 1.0, "{r:#}");
+        assert!(m["cores"].as_u64().unwrap() >= 1, "{r:#}");
+    }
     let md = std::fs::read_to_string(&md).unwrap();
     assert!(md.contains("### imctl bench chat (test)"), "{md}");
+    if cfg!(target_os = "linux") {
+        assert!(
+            md.contains("| machine CPU busy (measured window) |"),
+            "{md}"
+        );
+    }
     assert!(
         md.contains("| send→deliver |") && md.contains("p99.9"),
         "{md}"

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::dial::Dialer;
+use super::machine::{self, MachineLoad};
 use super::plan::{GroupSetup, Pairing, Plan};
 use super::progress::Progress;
 use super::stats::Stats;
@@ -142,6 +143,8 @@ pub struct Outcome {
     pub timeline: Timeline,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// How busy the machine was over the measured window.
+    pub machine: Option<MachineLoad>,
 }
 
 /// Options that are not part of the plan.
@@ -215,6 +218,7 @@ pub async fn run(plan: Plan, dialer: Dialer, opts: &RunOptions) -> anyhow::Resul
         }));
     }
     let timeline = coordinate(&ctx, &tl_tx).await;
+    let machine = tokio::spawn(measure_machine(ctx.clone(), timeline));
     let mut logs = Vec::with_capacity(n);
     for t in tasks {
         match t.await {
@@ -234,12 +238,33 @@ pub async fn run(plan: Plan, dialer: Dialer, opts: &RunOptions) -> anyhow::Resul
         ctx.plan.window.as_micros() as u64,
     );
     let elapsed = ctx.stats.epoch.elapsed();
+    let machine = machine.await.ok().flatten();
     Ok(Outcome {
         ctx,
         verdict,
         timeline,
         elapsed,
+        machine,
     })
+}
+
+/// The machine's CPU load over the measured window (up to a cancellation, if one comes
+/// first); `None` for a run without a window or where `/proc` cannot be read.
+async fn measure_machine(ctx: Arc<Ctx>, t: Timeline) -> Option<MachineLoad> {
+    if t.steady_end <= t.measure_from {
+        return None;
+    }
+    let until = |us: u64| Duration::from_micros(us.saturating_sub(ctx.stats.now_us()));
+    tokio::select! {
+        () = tokio::time::sleep(until(t.measure_from)) => {}
+        () = ctx.cancel.cancelled() => return None,
+    }
+    let first = machine::sample()?;
+    tokio::select! {
+        () = tokio::time::sleep(until(t.steady_end)) => {}
+        () = ctx.cancel.cancelled() => {}
+    }
+    machine::between(first, machine::sample()?, machine::cores())
 }
 
 /// Peer + 1 of slot `i` among `n` in neighbour pairing: 0-1, 2-3, ...; an odd last one talks

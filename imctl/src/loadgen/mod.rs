@@ -10,6 +10,7 @@
 
 pub mod dial;
 pub mod engine;
+pub mod machine;
 pub mod plan;
 pub mod progress;
 pub mod report;

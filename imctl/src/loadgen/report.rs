@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::engine::Outcome;
+use super::machine::MachineLoad;
 use super::stats::{SeriesPoint, Summary, get};
 use super::verify::Verdict;
 
@@ -148,6 +149,9 @@ pub struct Report {
     pub other: Other,
     /// A few error texts.
     pub errors: Vec<String>,
+    /// The machine's CPU load over the measured window (Linux; absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineLoad>,
     /// Server samples.
     pub servers: Vec<ServerSample>,
     /// Threshold results.
@@ -194,6 +198,7 @@ pub const METRICS: &[&str] = &[
     "p99_deliver_ms",
     "p999_deliver_ms",
     "max_deliver_ms",
+    "cpu_busy_pct",
 ];
 
 impl Report {
@@ -277,6 +282,7 @@ impl Report {
                 errors: get(&c.errors),
             },
             errors: ctx.stats.error_samples(),
+            machine: o.machine,
             servers: Vec::new(),
             checks: Vec::new(),
             passed: true,
@@ -327,6 +333,7 @@ impl Report {
             "p99_deliver_ms" => Some(l.send_deliver.p99),
             "p999_deliver_ms" => Some(l.send_deliver.p999),
             "max_deliver_ms" => Some(l.send_deliver.max),
+            "cpu_busy_pct" => self.machine.map(|m| m.cpu_busy_pct),
             _ => None,
         }
     }
@@ -406,6 +413,15 @@ impl Report {
         );
         row("unacked", v.unacked.to_string());
         row("errors", self.other.errors.to_string());
+        if let Some(l) = &self.machine {
+            row(
+                "machine CPU busy (measured window)",
+                format!(
+                    "{:.1}% of {} cores (I/O wait {:.1}%; imctl itself {:.1}%)",
+                    l.cpu_busy_pct, l.cores, l.cpu_iowait_pct, l.imctl_pct
+                ),
+            );
+        }
         for srv in &self.servers {
             let per = if srv.connections > 0 {
                 srv.rss_after.saturating_sub(srv.rss_before) as f64 / srv.connections as f64
