@@ -218,7 +218,12 @@ pub async fn run(plan: Plan, dialer: Dialer, opts: &RunOptions) -> anyhow::Resul
         }));
     }
     let timeline = coordinate(&ctx, &tl_tx).await;
-    let machine = tokio::spawn(measure_machine(ctx.clone(), timeline));
+    // Ends the machine's sampling early when the run is cancelled or every user has ended.
+    let users_done = ctx.cancel.child_token();
+    let machine = {
+        let (ctx, stop) = (ctx.clone(), users_done.clone());
+        tokio::spawn(async move { measure_machine(timeline, || ctx.stats.now_us(), stop).await })
+    };
     let mut logs = Vec::with_capacity(n);
     for t in tasks {
         match t.await {
@@ -229,6 +234,7 @@ pub async fn run(plan: Plan, dialer: Dialer, opts: &RunOptions) -> anyhow::Resul
             }
         }
     }
+    users_done.cancel();
     progress.stop().await;
     let groups = ctx.groups.lock().map(|g| g.clone()).unwrap_or_default();
     let verdict = verify(
@@ -248,21 +254,27 @@ pub async fn run(plan: Plan, dialer: Dialer, opts: &RunOptions) -> anyhow::Resul
     })
 }
 
-/// The machine's CPU load over the measured window (up to a cancellation, if one comes
-/// first); `None` for a run without a window or where `/proc` cannot be read.
-async fn measure_machine(ctx: Arc<Ctx>, t: Timeline) -> Option<MachineLoad> {
+/// The machine's CPU load over the measured window (`now_us` is the run's clock), or up to
+/// `stop` if that comes first (a cancelled run, or one whose users all ended early does not
+/// wait for the window's end); `None` for a run without a window, one stopped before its
+/// window began, or where `/proc` cannot be read.
+async fn measure_machine(
+    t: Timeline,
+    now_us: impl Fn() -> u64,
+    stop: CancellationToken,
+) -> Option<MachineLoad> {
     if t.steady_end <= t.measure_from {
         return None;
     }
-    let until = |us: u64| Duration::from_micros(us.saturating_sub(ctx.stats.now_us()));
+    let until = |us: u64| Duration::from_micros(us.saturating_sub(now_us()));
     tokio::select! {
         () = tokio::time::sleep(until(t.measure_from)) => {}
-        () = ctx.cancel.cancelled() => return None,
+        () = stop.cancelled() => return None,
     }
     let first = machine::sample()?;
     tokio::select! {
         () = tokio::time::sleep(until(t.steady_end)) => {}
-        () = ctx.cancel.cancelled() => {}
+        () = stop.cancelled() => {}
     }
     machine::between(first, machine::sample()?, machine::cores())
 }
@@ -397,5 +409,53 @@ async fn make_groups(ctx: &Ctx, size: usize) {
             )),
             Err(e) => ctx.stats.error(format!("creating group {k}: {e}")),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn window(from_s: u64, to_s: u64) -> Timeline {
+        Timeline {
+            start: 0,
+            measure_from: from_s * 1_000_000,
+            steady_end: to_s * 1_000_000,
+            end: to_s * 1_000_000,
+        }
+    }
+
+    /// A stop inside the window ends the sampling there, with a result, instead of waiting
+    /// for the window's end.
+    #[tokio::test]
+    async fn a_stop_inside_the_window_ends_the_sample() {
+        let epoch = std::time::Instant::now();
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            // Past a clock tick (10 ms), so that the two samples differ.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            s.cancel();
+        });
+        let load = tokio::time::timeout(
+            Duration::from_secs(10),
+            measure_machine(window(0, 3600), || epoch.elapsed().as_micros() as u64, stop),
+        )
+        .await
+        .expect("the stop ended the sampling");
+        let load = load.expect("a sample over the 100 ms before the stop");
+        assert!((0.0..=100.0).contains(&load.cpu_busy_pct), "{load:?}");
+    }
+
+    /// A stop before the window begins gives no figure; so does a run without a window.
+    #[tokio::test]
+    async fn no_figure_without_a_window() {
+        let epoch = std::time::Instant::now();
+        let now = || epoch.elapsed().as_micros() as u64;
+        let stop = CancellationToken::new();
+        stop.cancel();
+        assert_eq!(measure_machine(window(3600, 7200), now, stop).await, None);
+        let stop = CancellationToken::new();
+        assert_eq!(measure_machine(window(5, 5), now, stop).await, None);
     }
 }
