@@ -85,6 +85,11 @@ mod suite {
     conformance_cases!(fresh);
 }
 
+/// Runs one statement of the test's own (setup, DDL), panicking on failure.
+async fn exec(pool: &MySqlPool, sql: &'static str) {
+    sqlx::query(sql).execute(pool).await.unwrap();
+}
+
 async fn count(pool: &MySqlPool, sql: &'static str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(pool)
@@ -153,7 +158,7 @@ async fn unique_keys_with_duplicate_rows() {
         "INSERT INTO IMRecentSession (id, userId, peerId, type, status, created, updated) VALUES (50, 1, 2, 1, 0, 1, 1)",
         "INSERT INTO IMGroupMember (id, groupId, userId, status, created, updated) VALUES (50, 1, 1, 0, 1, 1)",
     ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        exec(&pool, sql).await;
     }
     let store = Arc::new(env.open().await);
     let report = store.migration_report().clone();
@@ -200,7 +205,7 @@ async fn unique_keys_with_duplicate_rows() {
                 (65, 0, 'gone', 'g', 'g', 'h65', 's65', '', '', '', 1, 2, 1, 1, 0, '')",
         "INSERT INTO im_user_argon2 (userId, phc, updated) VALUES (62, 'phc62', 1), (1, 'phc1', 1)",
     ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        exec(&pool, sql).await;
     }
     let c = store.credentials("zhaoliu").await.unwrap().unwrap();
     assert_eq!((c.user.id, c.salt.as_str(), c.argon2), (61, "s61", None));
@@ -268,7 +273,7 @@ async fn unique_keys_with_duplicate_rows() {
         "DELETE FROM IMRecentSession WHERE id = 50",
         "DELETE FROM IMGroupMember WHERE id = 50",
     ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
+        exec(&pool, sql).await;
     }
     let store = env.open().await;
     for (key, state) in &store.migration_report().unique_keys {
@@ -595,19 +600,13 @@ async fn failed_batch_is_retried_one_by_one() {
         send(&store, text(1, peer, "setup")).await;
     }
     let pool = env.pool().await;
-    sqlx::query("RENAME TABLE IMMessage_3 TO IMMessage_3_away")
-        .execute(&pool)
-        .await
-        .unwrap();
+    exec(&pool, "RENAME TABLE IMMessage_3 TO IMMessage_3_away").await;
     // Many messages queued at once, so they share batches; the pair of relation 3 is (1, 4).
     let futures: Vec<_> = (0..64u32)
         .map(|i| store.store_message(text(1, 2 + i % 8, &format!("{i}"))))
         .collect();
     let results = join_all(futures).await;
-    sqlx::query("RENAME TABLE IMMessage_3_away TO IMMessage_3")
-        .execute(&pool)
-        .await
-        .unwrap();
+    exec(&pool, "RENAME TABLE IMMessage_3_away TO IMMessage_3").await;
     for (i, r) in results.iter().enumerate() {
         let peer = 2 + i as u32 % 8;
         if peer == 4 {
@@ -844,10 +843,7 @@ async fn changed_users_read_a_range_of_the_updated_index() {
     };
     env.open().await.close().await;
     let pool = env.pool().await;
-    sqlx::query("ALTER TABLE IMUser DROP INDEX idx_updated")
-        .execute(&pool)
-        .await
-        .unwrap();
+    exec(&pool, "ALTER TABLE IMUser DROP INDEX idx_updated").await;
     // 2,000 users last changed long ago, 3 recently.
     let rows: Vec<String> = (0..2_003u32)
         .map(|i| {
@@ -876,10 +872,7 @@ async fn changed_users_read_a_range_of_the_updated_index() {
     .await
     .unwrap();
     assert_eq!(indexed, 1);
-    sqlx::query("ANALYZE TABLE IMUser")
-        .execute(&pool)
-        .await
-        .unwrap();
+    exec(&pool, "ANALYZE TABLE IMUser").await;
     // The statement of `changed_users` (mysql/users.rs) with a recent `since`.
     let plan = sqlx::query("EXPLAIN SELECT * FROM IMUser WHERE updated >= ? ORDER BY id")
         .bind(1_700_000_000u32)
